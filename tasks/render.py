@@ -1,0 +1,357 @@
+"""Enrichment and rendering: a raw Paperless-ngx document + the run's snapshot → IndexedDocument.
+
+Names replace ids (an id the snapshot does not know is left out, never fatal), custom fields
+become readable values, permissions become e-mail addresses and group keys, and the whole
+is rendered as Markdown for search. Two fingerprints let a run skip unchanged documents:
+`fingerprint` over everything a sink stores, `light_fingerprint` over what the cheap listing
+carries plus the names and access it resolves to (renames and shares do not bump `modified`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date, datetime
+from typing import Any
+
+from tasks.document import (
+    Access,
+    CustomFieldValue,
+    Group,
+    IndexedDocument,
+    Note,
+    Principal,
+    Principals,
+    group_key,
+)
+from tasks.paperless.models import (
+    LIGHT_FIELDS,
+    CustomField,
+    Document,
+    DocumentDataError,
+    User,
+    parse_document,
+    utc_rfc3339,
+)
+from tasks.snapshot import LookupSnapshot
+
+__all__ = [
+    "DocumentDataError",
+    "light_fingerprint",
+    "linked_ids",
+    "principals",
+    "render_document",
+]
+
+_UNSAFE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates break SQLite and JSON
+_MONEY = re.compile(r"^\s*([A-Za-z]{3})?\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def render_document(
+    raw: dict[str, Any],
+    snapshot: LookupSnapshot,
+    *,
+    source_id: str,
+    base_url: str,
+    link_titles: dict[int, str],
+) -> IndexedDocument:
+    doc = parse_document(raw)
+    title = _clean(doc.title or "").strip() or doc.original_file_name or f"Document {doc.id}"
+    content = _clean(doc.content or "")
+    fields = _custom_fields(doc, snapshot, link_titles)
+    notes = [_note(n.note, n.created, n.user, snapshot) for n in doc.notes]
+    owner = _owner(doc, snapshot)
+    indexed = IndexedDocument(
+        source_id=source_id,
+        doc_id=doc.id,
+        title=title,
+        text="",
+        has_text=bool(content.strip()),
+        correspondent=snapshot.name_of("correspondents", doc.correspondent),
+        document_type=snapshot.name_of("document_types", doc.document_type),
+        storage_path=snapshot.name_of("storage_paths", doc.storage_path),
+        tags=[n for n in (snapshot.name_of("tags", t) for t in doc.tags) if n],
+        archive_serial_number=doc.archive_serial_number,
+        original_file_name=doc.original_file_name,
+        archived_file_name=doc.archived_file_name,
+        mime_type=doc.mime_type,
+        page_count=doc.page_count,
+        created=doc.created,
+        added=utc_rfc3339(doc.added) if doc.added else None,
+        modified=utc_rfc3339(doc.modified) if doc.modified else None,
+        custom_fields=fields,
+        notes=notes,
+        owner=owner,
+        access=_access(doc, snapshot, source_id),
+        url=f"{base_url.rstrip('/')}/documents/{doc.id}/details/",
+        fingerprint="",
+        light_fingerprint=light_fingerprint(raw, snapshot),
+    )
+    indexed.text = _markdown(indexed, content)
+    indexed.fingerprint = _sha256(
+        indexed.model_dump(mode="json", exclude={"fingerprint", "light_fingerprint"})
+    )
+    return indexed
+
+
+def light_fingerprint(raw: dict[str, Any], snapshot: LookupSnapshot) -> str:
+    """Equal for a full document and its light listing entry; never raises."""
+    light = {key: raw.get(key) for key in (*LIGHT_FIELDS, "permissions") if key in raw}
+    try:
+        doc = parse_document(light)
+    except DocumentDataError:
+        return _sha256({"unparsed": light})
+    fields = []
+    for instance in doc.custom_fields:
+        field = _field(snapshot, instance.field)
+        try:
+            shown = _readable(field, instance.value, doc.id, {}) if field else None
+        except DocumentDataError:
+            shown = None
+        fields.append([instance.field, field.name if field else None, shown, instance.value])
+
+    def named(table: str, object_id: int | None) -> list[Any]:
+        return [object_id, snapshot.name_of(table, object_id)]
+
+    return _sha256(
+        {
+            "id": doc.id,
+            "modified": utc_rfc3339(doc.modified) if doc.modified else None,
+            "title": doc.title,
+            "asn": doc.archive_serial_number,
+            "tags": sorted([t, snapshot.name_of("tags", t)] for t in doc.tags),
+            "correspondent": [
+                doc.correspondent,
+                snapshot.name_of("correspondents", doc.correspondent),
+            ],
+            "document_type": [
+                doc.document_type,
+                snapshot.name_of("document_types", doc.document_type),
+            ],
+            "storage_path": [doc.storage_path, snapshot.name_of("storage_paths", doc.storage_path)],
+            "custom_fields": fields,
+            "owner": [doc.owner, _owner(doc, snapshot)],
+            "permissions": doc.permissions.model_dump() if doc.permissions else None,
+            "access": _access(doc, snapshot, "").model_dump(),
+        }
+    )
+
+
+def linked_ids(raw: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
+    """The document ids named in the document's documentlink custom fields."""
+    ids: set[int] = set()
+    for instance in raw.get("custom_fields") or []:
+        if not isinstance(instance, dict):
+            continue
+        field = snapshot.custom_fields.get(instance.get("field"))  # type: ignore[arg-type]
+        value = instance.get("value")
+        if field and field.get("data_type") == "documentlink" and isinstance(value, list):
+            ids.update(v for v in value if isinstance(v, int) and not isinstance(v, bool))
+    return ids
+
+
+def principals(snapshot: LookupSnapshot, source_id: str) -> Principals:
+    users = [User.model_validate(row) for row in snapshot.users.values()]
+    members: dict[int, list[str]] = {gid: [] for gid in snapshot.groups}
+    found: list[Principal] = []
+    for user in sorted(users, key=lambda u: u.id):
+        email = (user.email or "").strip()
+        for gid in user.groups:
+            if email:
+                members.setdefault(gid, []).append(email)
+            else:
+                members.setdefault(gid, [])
+        if not email:
+            continue  # cannot be matched to anyone in the sink; shows up as `unresolved`
+        found.append(
+            Principal(
+                email=email,
+                username=user.username,
+                is_superuser=user.is_superuser,
+                groups=[group_key(source_id, gid) for gid in sorted(user.groups)],
+            )
+        )
+    groups = [
+        Group(
+            key=group_key(source_id, gid),
+            name=str((snapshot.groups.get(gid) or {}).get("name") or f"group {gid}"),
+            member_emails=sorted(set(emails)),
+        )
+        for gid, emails in sorted(members.items())
+    ]
+    return Principals(users=found, groups=groups, complete=snapshot.users_complete)
+
+
+# -- access ------------------------------------------------------------------------------
+
+
+def _access(doc: Document, snapshot: LookupSnapshot, source_id: str) -> Access:
+    if doc.owner is None:
+        return Access(public=True)  # Paperless-ngx shows unowned documents to every user
+    users: set[str] = set()
+    unresolved: set[str] = set()
+    perms = doc.permissions  # absent without full_perms: treat as owner-only
+    shared_users = [*perms.view.users, *perms.change.users] if perms else []
+    shared_groups = [*perms.view.groups, *perms.change.groups] if perms else []
+    for uid in [doc.owner, *shared_users]:
+        email = _email(snapshot, uid)
+        if email:
+            users.add(email)
+        else:
+            unresolved.add(f"user:{uid}")
+    for row in snapshot.users.values():
+        email = str(row.get("email") or "").strip()
+        if row.get("is_superuser") and email:
+            users.add(email)
+    return Access(
+        public=False,
+        users=sorted(users),
+        groups=sorted({group_key(source_id, gid) for gid in shared_groups}),
+        unresolved=sorted(unresolved),
+    )
+
+
+def _email(snapshot: LookupSnapshot, user_id: int) -> str | None:
+    email = str((snapshot.users.get(user_id) or {}).get("email") or "").strip()
+    return email or None
+
+
+def _owner(doc: Document, snapshot: LookupSnapshot) -> str | None:
+    if doc.owner is None:
+        return None
+    return _email(snapshot, doc.owner) or f"user:{doc.owner}"
+
+
+# -- custom fields and notes -------------------------------------------------------------
+
+
+def _field(snapshot: LookupSnapshot, field_id: int) -> CustomField | None:
+    row = snapshot.custom_fields.get(field_id)
+    if not row:
+        return None
+    try:
+        return CustomField.model_validate(row)
+    except ValueError:
+        return None
+
+
+def _custom_fields(
+    doc: Document, snapshot: LookupSnapshot, link_titles: dict[int, str]
+) -> list[CustomFieldValue]:
+    values = []
+    for instance in doc.custom_fields:
+        field = _field(snapshot, instance.field)
+        if field is None:
+            continue  # unknown or unreadable field: the rest of the document still renders
+        shown = _readable(field, instance.value, doc.id, link_titles)
+        if shown is not None:
+            values.append(CustomFieldValue(name=field.name, data_type=field.data_type, value=shown))
+    return values
+
+
+def _readable(
+    field: CustomField, value: Any, doc_id: int, link_titles: dict[int, str]
+) -> str | None:
+    """A custom field value as a person reads it; None for an empty value."""
+    if value is None or value == "" or value == []:
+        return None
+    kind = field.data_type
+
+    def bad(expected: str) -> DocumentDataError:
+        return DocumentDataError(
+            f"document {doc_id} has an invalid value {value!r} in custom field "
+            f"{field.name!r} (expected {expected}); fix it in Paperless-ngx"
+        )
+
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return "yes" if value else "no"
+    if kind == "select":
+        return field.select_label(value)  # an option deleted since: nothing to show
+    if kind == "documentlink":
+        if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+            raise bad("a list of document ids")
+        return ", ".join(_clean(link_titles.get(v) or f"#{v}") for v in value)
+    if kind == "monetary":
+        match = _MONEY.match(str(value))
+        if not match:
+            raise bad("an amount such as EUR12.50")
+        currency = (match.group(1) or field.default_currency or "").upper()
+        return f"{currency} {match.group(2)}" if currency else match.group(2)
+    if kind == "date":
+        try:
+            return date.fromisoformat(str(value)[:10]).isoformat()
+        except ValueError:
+            raise bad("a date YYYY-MM-DD") from None
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+        return str(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        number = float(value)
+        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+    if isinstance(value, dict | list):
+        raise bad("text")
+    return _clean(str(value))
+
+
+def _note(text: str, created: datetime | None, user: Any, snapshot: LookupSnapshot) -> Note:
+    if isinstance(user, int):  # API < 8 sends the id only
+        row = snapshot.users.get(user)
+        author = User.model_validate(row).display_name if row else "unknown user"
+    elif user is not None:
+        author = User.model_validate(user.model_dump()).display_name
+    else:
+        author = "unknown user"
+    return Note(
+        author=_clean(author),
+        created=utc_rfc3339(created) if created else "",
+        text=_clean(text),
+    )
+
+
+# -- text --------------------------------------------------------------------------------
+
+
+def _markdown(doc: IndexedDocument, content: str) -> str:
+    meta = [
+        ("Correspondent", doc.correspondent),
+        ("Document type", doc.document_type),
+        ("Tags", ", ".join(doc.tags) if doc.tags else None),
+        ("Storage path", doc.storage_path),
+        ("ASN", str(doc.archive_serial_number) if doc.archive_serial_number is not None else None),
+        ("Created", doc.created),
+        *((field.name, field.value) for field in doc.custom_fields),
+    ]
+    parts = [f"# {_one_line(doc.title)}"]
+    lines = [f"{label}: {_one_line(value)}" for label, value in meta if value]
+    if lines:
+        parts.append("\n".join(lines))
+    if content.strip():
+        parts.append(content.strip("\n"))
+    if doc.notes:
+        items = [
+            f"- {note.author} ({note.created}): " + note.text.strip().replace("\n", "\n  ")
+            for note in doc.notes
+        ]
+        parts.append("## Notes\n\n" + "\n".join(items))
+    return "\n\n".join(parts) + "\n"
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _clean(value: str) -> str:
+    return _UNSAFE.sub("", value)
+
+
+def _sha256(payload: Any) -> str:
+    canonical = json.dumps(
+        payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
