@@ -300,15 +300,15 @@ def _readable(
 
 
 def _note(text: str, created: datetime | None, user: Any, snapshot: LookupSnapshot) -> Note:
-    if isinstance(user, int):  # API < 8 sends the id only
-        row = snapshot.users.get(user)
-        author = User.model_validate(row).display_name if row else "unknown user"
-    elif user is not None:
+    author = ""
+    if user is not None and not isinstance(user, int):  # API 8+: an object
         author = User.model_validate(user.model_dump()).display_name
-    else:
-        author = "unknown user"
+        user = user.id
+    if not author and isinstance(user, int):  # API < 8 sends the id only
+        row = snapshot.users.get(user)
+        author = User.model_validate(row).display_name if row else ""
     return Note(
-        author=_clean(author),
+        author=_clean(author) or "unknown user",
         created=utc_rfc3339(created) if created else "",
         text=_clean(text),
     )

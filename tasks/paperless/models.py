@@ -178,4 +178,4 @@ class User(_Lenient):
     @property
     def display_name(self) -> str:
         full = f"{self.first_name or ''} {self.last_name or ''}".strip()
-        return full or self.username or f"user {self.id}"
+        return full or self.username
