@@ -1,0 +1,205 @@
+"""Each measured part of the benchmark: it runs, counts requests on both servers, samples RSS."""
+
+from __future__ import annotations
+
+import random
+import re
+import statistics
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.connector import ConnectorUnderTest
+from bench.procs import PYTHON, BenchError, RssSampler, read_json_line, spawn, stop
+from bench.report import Measured
+from bench.server_limit import shipped_concurrency, shipped_page_size
+from bench.services import FakeManager, PaperlessHost
+
+SOURCE_ID = "bench"
+
+
+def guarded(label: str, part: Callable[[], Measured]) -> Measured:
+    """Run a part; a part that cannot run becomes a row saying why, and the rest goes on."""
+    try:
+        return part()
+    except Exception as exc:  # every failure is reported in the table, none ends the run
+        traceback.print_exc()
+        return Measured(label, failure=_first_line(str(exc)) or type(exc).__name__)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:200] if text.strip() else ""
+
+
+def _measured_child(argv: list[str], env: dict[str, str], what: str, timeout: float) -> tuple:
+    proc = spawn(argv, env=env, stdin=True)
+    sampler = RssSampler(proc.pid).start()
+    try:
+        result = read_json_line(proc, timeout, what)
+    finally:
+        peaks = sampler.stop()
+        stop(proc)
+    return result, {proc.pid: peaks.get(proc.pid, 0)}
+
+
+def baseline(paperless: PaperlessHost, manager: FakeManager) -> Measured:
+    paperless.reset()
+    manager.reset()
+    argv = [PYTHON, "-m", "bench.baseline", "--manager", manager.url, "--source", SOURCE_ID]
+    timeout = 600 + paperless.documents * 0.5
+    result, peaks = _measured_child(argv, {}, "the sequential baseline", timeout)
+    return Measured(
+        "1. Sequential baseline (Omni's connector, §4)",
+        documents=result["documents"],
+        seconds=result["seconds"],
+        paperless_requests=paperless.reset()["requests"],
+        manager_requests=manager.reset()["requests"],
+        peaks_kb=peaks,
+    )
+
+
+def server_limit(paperless: PaperlessHost) -> Measured:
+    paperless.reset()
+    concurrency = shipped_concurrency()
+    argv = [PYTHON, "-m", "bench.server_limit", "--url", paperless.url]
+    argv += ["--concurrency", str(concurrency), "--page-size", str(shipped_page_size())]
+    env = {"BENCH_PAPERLESS_TOKEN": paperless.token}
+    result, peaks = _measured_child(argv, env, "the server-limit run", 600 + paperless.documents)
+    return Measured(
+        f"3. Server's limit (GETs only, {concurrency} in flight)",
+        documents=result["documents"],
+        seconds=result["seconds"],
+        paperless_requests=paperless.reset()["requests"],
+        peaks_kb=peaks,
+    )
+
+
+def connector_sync(
+    connector: ConnectorUnderTest,
+    label: str,
+    mode: str,
+    paperless: PaperlessHost,
+    manager: FakeManager | None,
+    *,
+    register: bool = False,
+) -> Measured:
+    """One run of the connector; the servers' counts cover exactly this run.
+
+    `register` adds the source to the standalone registry first (the first run only: doing
+    it again would drop the source's checkpoint).
+    """
+    paperless.reset()
+    if manager is not None:
+        manager.reset()
+    source = (paperless.url, paperless.token) if register else None
+    timeout = 600 + paperless.documents * 0.2
+    record = connector.sync(mode, register=source, run_id=uuid.uuid4().hex, timeout=timeout)
+    served = paperless.reset()
+    measured = Measured(
+        label,
+        documents=int(record.get("scanned") or 0),
+        seconds=float(record["seconds"]),
+        paperless_requests=served["requests"],
+        manager_requests=manager.reset()["requests"] if manager is not None else None,
+        peaks_kb=connector.peaks_kb(),
+        extra={"record": record, "paperless_routes": served["by_route"]},
+    )
+    if served["other_verbs"]:
+        measured.failure = f"{served['other_verbs']} requests other than GET reached Paperless-ngx"
+    if record.get("state") != "completed":
+        cause = record.get("error") or "no cause recorded"
+        measured.failure = f"the run ended {record.get('state')}: {_first_line(str(cause))}"
+    return measured
+
+
+def connector_full(label: str, paperless: PaperlessHost, manager: FakeManager | None) -> Measured:
+    connector = ConnectorUnderTest("omni" if manager else "local", manager.url if manager else None)
+    try:
+        connector.start_worker()
+        register = manager is None
+        measured = connector_sync(connector, label, "full", paperless, manager, register=register)
+        if measured.documents != paperless.documents and measured.ok:
+            measured.extra["warning"] = (
+                f"scanned {measured.documents} of {paperless.documents} documents"
+            )
+        return measured
+    finally:
+        connector.close()
+
+
+def build_queries(
+    paperless: PaperlessHost, seed: int, count: int = 40
+) -> list[tuple[str, str | None]]:
+    """A fixed query set from the corpus: words, phrases, operators, and searches as a user."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {paperless.token}"
+
+    def results(path: str, **params: Any) -> list[dict[str, Any]]:
+        answer = session.get(f"{paperless.url}{path}", params=params, timeout=(5, 120))
+        answer.raise_for_status()
+        return list(answer.json()["results"])
+
+    docs = results("/api/documents/", page_size=50, ordering="id", fields="id,title,content")
+    tags = [item["name"] for item in results("/api/tags/", page_size=1000)]
+    correspondents = [item["name"] for item in results("/api/correspondents/", page_size=1000)]
+    types = [item["name"] for item in results("/api/document_types/", page_size=1000)]
+    emails = [u["email"] for u in results("/api/users/", page_size=1000) if u.get("email")]
+    session.close()
+    rng = random.Random(seed)
+    words = sorted({w for d in docs for w in re.findall(r"[^\W\d_]{6,}", d.get("content") or "")})
+    runs = [d["content"].split() for d in docs if len((d.get("content") or "").split()) > 3]
+    queries: list[tuple[str, str | None]] = []
+    queries += [(w, None) for w in rng.sample(words, min(12, len(words)))]
+    queries += [
+        (f"{a} {b}", None) for a, b in zip(rng.sample(words, 6), rng.sample(words, 6), strict=True)
+    ]
+    for run in rng.sample(runs, min(4, len(runs))):
+        start = rng.randrange(len(run) - 2)
+        queries.append(('"' + re.sub(r'["]', "", f"{run[start]} {run[start + 1]}") + '"', None))
+    queries += [(f'tag:"{t}"', None) for t in rng.sample(tags, min(4, len(tags)))]
+    queries += [
+        (f'correspondent:"{c}"', None)
+        for c in rng.sample(correspondents, min(3, len(correspondents)))
+    ]
+    queries += [(f'type:"{t}"', None) for t in rng.sample(types, min(3, len(types)))]
+    queries += [(f'{rng.choice(words)} tag:"{rng.choice(tags)}"', None) for _ in range(3)]
+    queries += [(rng.choice(words), email) for email in emails[:5]]
+    return queries[:count]
+
+
+def search_latency(
+    index_path: Path, queries: list[tuple[str, str | None]], rounds: int = 3
+) -> dict[str, Any]:
+    """Median and p95 of LocalIndex.search over the query set, after one warm-up round."""
+    from tasks.sinks.local import LocalIndex
+
+    index = LocalIndex(index_path)
+    timings: list[float] = []
+    hits = 0
+    try:
+        for round_no in range(rounds + 1):
+            for query, as_email in queries:
+                started = time.perf_counter()
+                found = index.search(query, as_email=as_email, limit=10)
+                elapsed = time.perf_counter() - started
+                if round_no:
+                    timings.append(elapsed)
+                    hits += len(found)
+    finally:
+        index.close()
+    if not timings:
+        raise BenchError("no search query could be built from the corpus")
+    timings.sort()
+    return {
+        "queries": len(queries),
+        "rounds": rounds,
+        "median_ms": statistics.median(timings) * 1000,
+        "p95_ms": timings[max(0, round(0.95 * len(timings)) - 1)] * 1000,
+        "max_ms": timings[-1] * 1000,
+        "hits_per_query": hits / len(timings),
+    }
