@@ -121,13 +121,23 @@ class JsonLinesFormatter(logging.Formatter):
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is now (test runners and Celery swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup_logging(settings: Settings, stream: Any = None) -> logging.Handler:
     """Configure the root logger from the settings; idempotent. Returns the handler."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _OUR_HANDLER, False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream if stream is not None else _CurrentStderr())
     setattr(handler, _OUR_HANDLER, True)
     if settings.log_json:
         handler.setFormatter(JsonLinesFormatter())

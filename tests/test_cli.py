@@ -1,0 +1,378 @@
+"""The command line, run as a user would: the real console script, or click's runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from config.secrets import KeyRing, generate_key
+from config.settings import get_settings
+from config.sources import SourceRegistry
+from worker.cli import Duration, format_duration, main
+
+TOKEN = "feedc0de0123456789abcdef0123456789abcdef"
+SCRIPT = str(Path(sys.executable).with_name("paperless-connector"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    values = {
+        "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
+        "CONNECTOR_SECRET_KEYS": generate_key(),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens: Redis is never needed here
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    for name in ("PAPERLESS_TOKEN", "CONNECTOR_MANAGER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield values
+    get_settings.cache_clear()
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str = "", **extra: str) -> Any:
+    """The installed console script in a subprocess, exactly as a user runs it."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PAPERLESS_TOKEN"}
+    full_env.update(env, **extra)
+    return subprocess.run(
+        [SCRIPT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+
+
+def registry(env: dict[str, str]) -> SourceRegistry:
+    return SourceRegistry(
+        Path(env["CONNECTOR_DATA_DIR"]) / "sources.sqlite3",
+        KeyRing([env["CONNECTOR_SECRET_KEYS"]]),
+        default_interval_seconds=300,
+    )
+
+
+# -- a tiny stand-in server for the ways `sources add` can go wrong ---------------------
+
+
+class _Stub(BaseHTTPRequestHandler):
+    behaviour = "paperless"
+    forbidden: tuple[str, ...] = ("users", "groups")
+    methods: list[str] = []
+
+    def do_GET(self) -> None:
+        self.methods.append("GET")
+        path = self.path.split("?")[0]
+        if self.behaviour == "html":
+            return self._send(200, b"<html>login</html>", "text/html")
+        if self.behaviour == "401" or self.headers.get("Authorization") != f"Token {TOKEN}":
+            return self._send(401, b'{"detail": "Invalid token."}')
+        lookup = path.strip("/").split("/")[-1]
+        if lookup in self.forbidden:
+            return self._send(403, b'{"detail": "You do not have permission."}')
+        count = 42 if lookup == "documents" else 0
+        body = {"count": count, "next": None, "previous": None, "results": []}
+        return self._send(200, json.dumps(body).encode())
+
+    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("X-Api-Version", "9")
+        self.send_header("X-Version", "2.15.3")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stub() -> Iterator[type[_Stub]]:
+    handler = type("Handler", (_Stub,), {"methods": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- durations -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("90", 90)]
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert Duration().convert(text, None, None) == seconds
+
+
+def test_duration_formatting() -> None:
+    assert [format_duration(s) for s in (None, 5, 300, 5400, 90061)] == [
+        "-",
+        "5s",
+        "5m",
+        "1h 30m",
+        "1d 1h",
+    ]
+
+
+# -- sources add ---------------------------------------------------------------------
+
+
+def test_add_checks_the_server_and_stores_the_token_encrypted(
+    env: dict[str, str], stub: Any
+) -> None:
+    result = run_cli(
+        env,
+        "sources",
+        "add",
+        "home",
+        "--url",
+        stub.url + "/api/",
+        "--interval",
+        "10m",
+        "--token-stdin",
+        stdin=TOKEN + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paperless-ngx 2.15.3" in result.stdout and "42 documents visible" in result.stdout
+    assert "/api/users/ (403)" in result.stderr and "/api/groups/ (403)" in result.stderr
+    assert "custom_fields" not in result.stderr  # readable: no warning
+    assert set(stub.methods) == {"GET"}
+
+    source = registry(env).require("home")
+    assert (source.base_url, source.interval_seconds) == (stub.url, 600)
+    assert registry(env).token("home") == TOKEN
+    db_bytes = (Path(env["CONNECTOR_DATA_DIR"]) / "sources.sqlite3").read_bytes()
+    assert TOKEN.encode() not in db_bytes
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_add_reads_the_token_from_the_environment(env: dict[str, str], stub: Any) -> None:
+    result = run_cli(env, "sources", "add", "home", "--url", stub.url, PAPERLESS_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert registry(env).token("home") == TOKEN
+
+
+def test_add_prompts_without_echo(env: dict[str, str], stub: Any) -> None:
+    outcome = CliRunner().invoke(main, ["sources", "add", "home", "--url", stub.url], input=TOKEN)
+    assert outcome.exit_code == 0, outcome.output
+    assert "Paperless-ngx API token:" in outcome.output
+    assert TOKEN not in outcome.output  # hidden input is not echoed
+    assert registry(env).token("home") == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("html", "did not answer like Paperless-ngx"),
+        ("401", "authentication failed: check the API token"),
+    ],
+)
+def test_add_refuses_what_is_not_a_working_paperless(
+    env: dict[str, str], stub: Any, behaviour: str, expected: str
+) -> None:
+    stub.behaviour = behaviour
+    result = run_cli(env, "sources", "add", "home", "--url", stub.url, PAPERLESS_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    assert registry(env).list() == []
+
+
+def test_add_unreachable_server(env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(env, "sources", "add", "home", "--url", url, PAPERLESS_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "could not reach Paperless-ngx" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_add_refuses_plain_http_to_a_remote_host_before_asking_for_the_token(
+    env: dict[str, str],
+) -> None:
+    result = run_cli(env, "sources", "add", "home", "--url", "http://paperless.example.com")
+    assert result.returncode == 2
+    assert "--allow-insecure-http" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sources", "add", "Bad Name", "--url", "https://x.example.com"], "is not allowed"),
+        (
+            ["sources", "add", "home", "--url", "https://x.example.com", "--interval", "5s"],
+            "at least 10 seconds",
+        ),
+        (
+            ["sources", "add", "home", "--url", "https://x.example.com", "--interval", "soon"],
+            "is not a duration",
+        ),
+        (["sources", "test", "nope"], "sources list"),
+        (["sources", "remove", "nope", "--yes"], "there is no source named 'nope'"),
+    ],
+)
+def test_usage_and_domain_errors_exit_2(
+    env: dict[str, str], args: list[str], expected: str
+) -> None:
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 2, outcome.output
+    assert expected in outcome.output
+
+
+def test_a_duplicate_name_is_refused_before_the_token_is_asked(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN)
+    outcome = CliRunner().invoke(main, ["sources", "add", "home", "--url", "https://b.example.com"])
+    assert outcome.exit_code == 2
+    assert "already exists" in outcome.output and "token" not in outcome.output.lower()
+
+
+# -- list, set, remove, test ---------------------------------------------------------
+
+
+def test_list_never_shows_tokens(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN, 600)
+    registry(env).save_checkpoint("home", {"watermark": "2026-01-01T00:00:00Z", "known_ids": []})
+    plain = run_cli(env, "sources", "list")
+    as_json = run_cli(env, "sources", "list", "--json")
+    assert plain.returncode == as_json.returncode == 0
+    assert "home" in plain.stdout and "https://a.example.com" in plain.stdout
+    rows = json.loads(as_json.stdout)
+    assert rows == [
+        {
+            "name": "home",
+            "base_url": "https://a.example.com",
+            "interval_seconds": 600,
+            "enabled": True,
+            "ca_bundle": None,
+            "allow_insecure_http": False,
+            "created_at": rows[0]["created_at"],
+            "updated_at": rows[0]["updated_at"],
+            "watermark": "2026-01-01T00:00:00Z",
+        }
+    ]
+    assert TOKEN not in plain.stdout + as_json.stdout
+
+
+def test_set_interval_and_enabled(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN, 600)
+    outcome = CliRunner().invoke(main, ["sources", "set", "home", "--interval", "2h", "--disabled"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "every 2h, disabled" in outcome.output
+    source = registry(env).require("home")
+    assert (source.interval_seconds, source.enabled) == (7200, False)
+    assert CliRunner().invoke(main, ["sources", "set", "home"]).exit_code == 2
+
+
+def test_remove_asks_first(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN)
+    declined = CliRunner().invoke(main, ["sources", "remove", "home"], input="n\n")
+    assert declined.exit_code == 1 and registry(env).get("home") is not None
+    accepted = CliRunner().invoke(main, ["sources", "remove", "home"], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "Removed source home" in accepted.output
+    assert registry(env).get("home") is None
+
+
+def test_test_uses_the_stored_token(env: dict[str, str], stub: Any) -> None:
+    registry(env).add("home", stub.url, TOKEN)
+    stub.forbidden = ("custom_fields",)
+    result = run_cli(env, "sources", "test", "home")
+    assert result.returncode == 0, result.stderr
+    assert "42 documents visible" in result.stdout
+    assert "custom fields will be missing" in result.stderr
+
+
+def test_test_after_the_keys_changed_says_what_to_do(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN)
+    result = run_cli(env, "sources", "test", "home", CONNECTOR_SECRET_KEYS=generate_key())
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: cannot decrypt the token of source home: the secret keys changed; "
+        "add the old key to CONNECTOR_SECRET_KEYS after the new one."
+    )
+
+
+# -- keys ----------------------------------------------------------------------------
+
+
+def test_keys_generate_and_rotate(env: dict[str, str]) -> None:
+    old = env["CONNECTOR_SECRET_KEYS"]
+    registry(env).add("a", "https://a.example.com", TOKEN)
+    registry(env).add("b", "https://b.example.com", TOKEN)
+    new = run_cli(env, "keys", "generate").stdout.strip()
+    KeyRing([new])  # a valid Fernet key
+
+    rotated = run_cli(env, "keys", "rotate", CONNECTOR_SECRET_KEYS=f"{new},{old}")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "Re-encrypted 2 tokens" in rotated.stdout
+    only_new = SourceRegistry(Path(env["CONNECTOR_DATA_DIR"]) / "sources.sqlite3", KeyRing([new]))
+    assert only_new.token("a") == only_new.token("b") == TOKEN
+
+
+def test_key_file_is_created_when_no_keys_are_set(env: dict[str, str]) -> None:
+    result = run_cli(env, "sources", "list", CONNECTOR_SECRET_KEYS="")
+    assert result.returncode == 0, result.stderr
+    key_file = Path(env["CONNECTOR_DATA_DIR"]) / "secret.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+# -- help and plugged commands -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sources", "add"],
+        ["sources", "list"],
+        ["sources", "remove"],
+        ["sources", "test"],
+        ["sources", "set"],
+        ["keys", "rotate"],
+        ["keys", "generate"],
+        ["search"],
+        ["export"],
+        ["sync"],
+        ["status"],
+        ["cancel"],
+    ],
+)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    outcome = CliRunner().invoke(main, [*command, "--help"])
+    assert outcome.exit_code == 0
+    assert "Example" in outcome.output and "paperless-connector" in outcome.output
+
+
+def test_plugged_commands_are_listed() -> None:
+    listing = CliRunner().invoke(main, ["--help"]).output
+    for name in ("serve", "run-demo", "worker"):
+        assert name in listing
+
+
+def test_database_is_sqlite_with_a_row_per_source(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN)
+    path = Path(env["CONNECTOR_DATA_DIR"]) / "sources.sqlite3"
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM sources").fetchone() == (1,)
