@@ -11,6 +11,7 @@ from redis import Redis
 
 from tasks.document import Group, Principals
 from tasks.omni_client import ManagerClient
+from tasks.paperless.errors import NotFoundError
 from tasks.sinks.base import Checkpoint, RunInfo
 from tasks.sinks.omni import OmniConfigError, OmniSink, OmniSourceBackend, state_key
 from tests.omni_double import FakeManager
@@ -26,6 +27,8 @@ class Files:
 
     def download(self, doc_id: int) -> tuple[bytes, str, str]:
         self.asked.append(doc_id)
+        if doc_id >= 900:
+            raise NotFoundError(f"/api/documents/{doc_id}/download/ was not found.")
         return f"extracted words of scan {doc_id}".encode(), "application/pdf", f"{doc_id}.pdf"
 
 
@@ -180,6 +183,23 @@ def test_textless_document_goes_to_extraction_and_waits_out_a_429(
     held = omni_manager.documents(run.source_id)
     assert held[f"paperless:{run.source_id}:4"]["content"] == "extracted words of scan 4"
     assert held[f"paperless:{run.source_id}:5"]["content"].startswith("# Invoice 5")
+
+
+def test_textless_document_without_file_or_refused_extraction_sends_its_text(
+    sink: OmniSink,
+    omni_manager: FakeManager,  # noqa: F811
+    run: RunInfo,
+) -> None:
+    omni_manager.fail_next("POST", "/sdk/extract-content", 413)
+    docs = [
+        make_document(run.source_id, 6, has_text=False),
+        make_document(run.source_id, 901, has_text=False),
+    ]
+    sink.write(run, docs, files=Files())
+    held = omni_manager.documents(run.source_id)
+    assert held[f"paperless:{run.source_id}:6"]["content"].startswith("# Invoice 6")
+    assert held[f"paperless:{run.source_id}:901"]["content"].startswith("# Invoice 901")
+    assert omni_manager.extractions == []
 
 
 def test_delete_sends_deleted_events_in_batches_and_forgets_state(

@@ -26,6 +26,7 @@ from redis import Redis
 from config.settings import Settings, get_settings
 from tasks.document import IndexedDocument, Principals, document_key
 from tasks.omni_client import ManagerClient, ManagerError, ManagerRejected
+from tasks.paperless.errors import NotFoundError
 from tasks.sinks.base import Checkpoint, FileSource, RunInfo, SourceConfig, StoredState
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,10 @@ class OmniSink:
     def _upload(self, run: RunInfo, doc: IndexedDocument, files: FileSource | None) -> str:
         if doc.has_text or files is None:
             return self.manager.put_content(run.run_id, doc.text)
-        data, mime, filename = files.download(doc.doc_id)
+        try:
+            data, mime, filename = files.download(doc.doc_id)
+        except NotFoundError:
+            data, mime, filename = b"", "", ""  # no file behind it (any more)
         if not data:
             return self.manager.put_content(run.run_id, doc.text)
         try:
