@@ -376,3 +376,96 @@ def test_database_is_sqlite_with_a_row_per_source(env: dict[str, str]) -> None:
     path = Path(env["CONNECTOR_DATA_DIR"]) / "sources.sqlite3"
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM sources").fetchone() == (1,)
+
+
+# -- search, export and remove against a real local index ----------------------------
+
+
+@pytest.fixture
+def indexed(env: dict[str, str]) -> Path:
+    from tasks.sinks.local import LocalIndex
+    from tests.support.documents import make_doc, private, run_of
+
+    path = Path(env["CONNECTOR_DATA_DIR"]) / "index.sqlite3"
+    index = LocalIndex(path)
+    index.write(
+        run_of("home"),
+        [
+            make_doc(
+                1,
+                "Electricity invoice",
+                source_id="home",
+                correspondent="PowerCo",
+                tags=["bills", "tax"],
+                text="Invoice for electricity in March.",
+            ),
+            make_doc(
+                2,
+                "Salary slip",
+                source_id="home",
+                access=private("bob@example.com"),
+                text="Monthly salary statement.",
+            ),
+        ],
+    )
+    index.write(run_of("work"), [make_doc(3, "Water invoice", source_id="work")])
+    index.close()
+    return path
+
+
+def test_search_pretty_and_json(env: dict[str, str], indexed: Path) -> None:
+    pretty = run_cli(env, "search", "invoice", "--source", "home")
+    assert pretty.returncode == 0, pretty.stderr
+    assert "Electricity invoice" in pretty.stdout and "Water invoice" not in pretty.stdout
+    assert "PowerCo · bills, tax · 2024-01-15" in pretty.stdout
+    assert "http://paperless.test/documents/1/details/" in pretty.stdout
+
+    hits = json.loads(run_cli(env, "search", "invoice", "--json", "--limit", "5").stdout)
+    assert sorted(hit["key"] for hit in hits) == ["paperless:home:1", "paperless:work:3"]
+
+
+def test_search_as_a_user_sees_only_their_documents(env: dict[str, str], indexed: Path) -> None:
+    def keys(*args: str) -> list[str]:
+        outcome = CliRunner().invoke(main, ["search", "salary", "--json", *args])
+        assert outcome.exit_code == 0, outcome.output
+        return [hit["key"] for hit in json.loads(outcome.output)]
+
+    assert keys("--as", "bob@example.com") == ["paperless:home:2"]
+    assert keys("--as", "eve@example.com") == []
+
+
+def test_search_without_an_index(env: dict[str, str]) -> None:
+    missing = CliRunner().invoke(main, ["search", "x"])
+    assert missing.exit_code == 2 and "does not exist yet" in missing.output
+
+
+def test_search_bad_operator_is_one_line(env: dict[str, str], indexed: Path) -> None:
+    result = run_cli(env, "search", "created:notadate")
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_export_json_lines(env: dict[str, str], indexed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "home.jsonl"
+    result = run_cli(env, "export", "--source", "home", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Exported 2 documents" in result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["doc_id"] for row in rows] == [1, 2]
+    assert rows[0]["text"] == "Invoice for electricity in March."
+    everything = run_cli(env, "export").stdout.splitlines()
+    assert len(everything) == 3
+
+
+def test_remove_drops_the_source_from_the_local_index(env: dict[str, str], indexed: Path) -> None:
+    from tasks.sinks.local import LocalIndex
+
+    registry(env).add("home", "https://a.example.com", TOKEN)
+    result = run_cli(env, "sources", "remove", "home", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "2 documents dropped" in result.stdout
+    index = LocalIndex(indexed)
+    try:
+        assert (index.count("home"), index.count("work")) == (0, 1)
+    finally:
+        index.close()

@@ -70,12 +70,15 @@ class CliError(click.ClickException):
 
 def _domain_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [SettingsError, SecretsError, SourceError]
-    try:
-        from tasks.paperless.errors import PaperlessError
-
-        errors.append(PaperlessError)
-    except ImportError:
-        pass
+    for module, name in (
+        ("tasks.paperless.errors", "PaperlessError"),
+        ("tasks.sinks.local", "LocalIndexError"),
+        ("tasks.search_query", "QueryError"),
+    ):
+        # Only modules a command already imported: this must not slow every error down.
+        error = getattr(sys.modules.get(module), name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            errors.append(error)
     return tuple(errors)
 
 
@@ -582,7 +585,9 @@ def search(query: str, source: str | None, as_email: str | None, limit: int, as_
         facts = [hit.correspondent, hit.document_type, ", ".join(hit.tags or []), hit.created]
         console.print(f"[bold]{escape(hit.title)}[/bold]  [dim]{escape(hit.key)}[/dim]")
         if hit.snippet:
-            console.print(f"  {escape(hit.snippet)}")
+            # The index marks matched words «like this».
+            snippet = re.sub(r"«([^«»]*)»", r"[bold yellow]\1[/bold yellow]", escape(hit.snippet))
+            console.print(f"  {snippet}")
         console.print(f"  {escape(' · '.join(str(f) for f in facts if f))}")
         console.print(f"  [blue]{escape(hit.url)}[/blue]\n")
 
