@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from tasks.paperless.errors import (
@@ -359,10 +360,7 @@ class PaperlessClient:
                 f"after {self.timeout[0]:g} s on GET {path}; check the URL and the network"
             ) from None
         except requests.exceptions.ReadTimeout:
-            raise TransientError(
-                f"Paperless-ngx at {self.host} did not answer GET {path} within "
-                f"{self.timeout[1]:g} s: it may be overloaded, try again later"
-            ) from None
+            raise self._read_timeout(path) from None
         except requests.exceptions.ConnectionError as exc:
             raise self._connection_error(exc, path) from None
         except requests.exceptions.RequestException as exc:
@@ -374,17 +372,27 @@ class PaperlessClient:
         return response
 
     def _connection_error(self, exc: Exception, path: str) -> TransientError:
-        reason = str(exc)
-        if any(
-            marker in reason
-            for marker in ("NewConnectionError", "NameResolutionError", "Failed to resolve")
-        ):
-            why = "the host name does not resolve" if "resolve" in reason else "connection refused"
+        # After urllib3's retries, requests wraps the last cause in a MaxRetryError.
+        cause = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else None
+        if isinstance(cause, ReadTimeoutError):
+            return self._read_timeout(path)
+        if isinstance(cause, NewConnectionError):  # refused, unknown host (NameResolutionError)
+            why = (
+                "the host name does not resolve"
+                if isinstance(cause, NameResolutionError)
+                else "connection refused"
+            )
             return UnreachableError(
                 f"could not reach Paperless-ngx at {self.host}: {why} on GET {path}; check the URL"
             )
         return TransientError(
             f"the connection to {self.host} broke during GET {path} after retries: try again later"
+        )
+
+    def _read_timeout(self, path: str) -> TransientError:
+        return TransientError(
+            f"Paperless-ngx at {self.host} did not answer GET {path} within "
+            f"{self.timeout[1]:g} s: it may be overloaded, try again later"
         )
 
     def _check(self, response: requests.Response, path: str) -> None:
