@@ -469,3 +469,60 @@ def test_remove_drops_the_source_from_the_local_index(env: dict[str, str], index
         assert (index.count("home"), index.count("work")) == (0, 1)
     finally:
         index.close()
+
+
+# -- status, against run records in a real Redis --------------------------------------
+
+
+@pytest.fixture
+def runs(env: dict[str, str], redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from tasks.runs import RunStore
+
+    redis_server.client(3).flushdb()
+    env["REDIS_URL"] = redis_server.url(3)
+    monkeypatch.setenv("REDIS_URL", env["REDIS_URL"])
+    get_settings.cache_clear()
+    store = RunStore(redis_server.client(3))
+    registry(env).add("home", "https://a.example.com", TOKEN, 600)
+    registry(env).add("work", "https://b.example.com", TOKEN)
+    registry(env).update("work", enabled=False)
+
+    assert store.create("r-old", "home", "full", "cli") is None
+    store.mark_running("r-old")
+    store.set_fields("r-old", pages_total=2, pages_done=1, scanned=100, failed=1)
+    store.mark_failed("r-old", "authentication failed: check the API token (GET /api/ 401)")
+    assert store.create("r-now", "home", "incremental", "beat") is None
+    store.mark_running("r-now")
+    store.set_fields("r-now", pages_total=4, pages_done=3, scanned=300, written=12)
+    return store
+
+
+def test_status_json(env: dict[str, str], runs: Any) -> None:
+    result = run_cli(env, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    report = {entry["source"]: entry for entry in json.loads(result.stdout)}
+    assert set(report) == {"home", "work"}
+    home = report["home"]
+    assert home["active_run"] == "r-now"
+    assert [run["run_id"] for run in home["runs"]] == ["r-now", "r-old"]
+    assert home["runs"][1]["state"] == "failed"
+    assert home["runs"][1]["error"].startswith("authentication failed")
+    assert (report["work"]["enabled"], report["work"]["runs"]) == (False, [])
+
+
+def test_status_pretty_for_one_source(env: dict[str, str], runs: Any) -> None:
+    outcome = CliRunner().invoke(main, ["status", "home"], env={"COLUMNS": "200"})
+    assert outcome.exit_code == 0, outcome.output
+    assert "running now: r-now" in outcome.output
+    assert "3/4" in outcome.output  # pages of the running run
+    assert "r-old" in outcome.output and "failed" in outcome.output
+    assert "authentication failed" in outcome.output
+    assert "work" not in outcome.output
+
+
+def test_status_when_redis_is_down_is_one_line(env: dict[str, str]) -> None:
+    registry(env).add("home", "https://a.example.com", TOKEN)
+    result = run_cli(env, "status")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: could not reach Redis at redis://127.0.0.1:1/0")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -199,6 +199,15 @@ def _registry(settings: Settings) -> SourceRegistry:
     return SourceRegistry.from_settings(settings)
 
 
+def _store(settings: Settings) -> Any:
+    """The run records; short socket timeouts so a dead Redis is reported, not waited on."""
+    from redis import Redis
+
+    from tasks.runs import RunStore
+
+    return RunStore(Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10))
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -635,7 +644,7 @@ def sync(ctx: click.Context, name: str, full: bool, wait: bool) -> None:
     settings = _settings()
     if not settings.omni_mode:
         _registry(settings).require(name)
-    from tasks.trigger import AlreadyRunning, get_store, trigger_sync
+    from tasks.trigger import AlreadyRunning, trigger_sync
 
     mode = "full" if full else "incremental"
     try:
@@ -647,7 +656,7 @@ def sync(ctx: click.Context, name: str, full: bool, wait: bool) -> None:
     if not wait:
         click.echo(f"Follow it with `paperless-connector status {name}`.")
         return
-    store = get_store()
+    store = _store(settings)
     final = follow_run(store, record.run_id)
     if final is None:
         return
@@ -764,9 +773,7 @@ def status(name: str | None, as_json: bool) -> None:
         wanted = [name] if settings.omni_mode else [registry.require(name).name]
     else:
         wanted = [source.name for source in registry.list()]
-    from tasks.trigger import get_store
-
-    store = get_store()
+    store = _store(settings)
     report = []
     for source_id in wanted:
         source = registry.get(source_id)
@@ -805,7 +812,7 @@ def _print_status(report: list[dict[str, Any]]) -> None:
         if not entry["runs"]:
             console.print("  no runs yet\n")
             continue
-        table = Table("run", "mode", "state", "started", "took", "scanned", "written")
+        table = Table("run", "mode", "state", "pages", "started", "took", "scanned", "written")
         for column in ("deleted", "failed", "error"):
             table.add_column(column)
         for run in entry["runs"]:
@@ -814,6 +821,7 @@ def _print_status(report: list[dict[str, Any]]) -> None:
                 run.run_id,
                 run.mode,
                 _state(run),
+                f"{run.pages_done}/{run.pages_total}",
                 started.strftime("%Y-%m-%d %H:%M:%S") if started else "-",
                 format_duration(_run_seconds(run)),
                 *(str(v) for v in (run.scanned, run.written, run.deleted, run.failed)),
