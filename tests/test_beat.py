@@ -132,9 +132,7 @@ def test_a_tick_while_a_run_is_going_is_a_skip(monkeypatch: pytest.MonkeyPatch):
 
     def busy(source_id: str, mode: str = "incremental", **kwargs: object) -> object:
         calls.append((source_id, mode, str(kwargs.get("trigger"))))
-        error = trigger.AlreadyRunning("run-1")
-        error.run_id = "run-1"
-        raise error
+        raise trigger.AlreadyRunning(source_id, "run-1")
 
     monkeypatch.setattr(trigger, "trigger_sync", busy)
     result = scheduled_sync("alpha", "full")
