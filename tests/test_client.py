@@ -324,6 +324,17 @@ def test_persistent_429_is_transient_with_retry_after(serve) -> None:
     assert len(server.log) == 3
 
 
+def test_a_long_retry_after_is_not_slept_inside_the_request(serve) -> None:
+    limiter = CountingLimiter()
+    server = serve(always(Reply(429, {"detail": "slow down"}, {"Retry-After": "120"})))
+    started = time.monotonic()
+    with pytest.raises(TransientError) as caught:
+        client_for(server, api_version=10, limiter=limiter).list_lookup("tags")
+    assert time.monotonic() - started < 5
+    assert caught.value.retry_after == 120.0
+    assert limiter.backoffs == [120.0] and len(server.log) == 1
+
+
 def test_server_errors_then_success(serve) -> None:
     statuses = [500, 502, 503]
 

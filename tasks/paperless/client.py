@@ -22,7 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    ResponseError,
+)
 from urllib3.util.retry import Retry
 
 from tasks.paperless.errors import (
@@ -49,6 +55,7 @@ LOOKUPS = (
     "groups",
 )
 MAX_PAGE_SIZE = 100_000
+MAX_INLINE_WAIT = 30.0  # longest Retry-After slept inside one request; longer: TransientError
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -108,7 +115,9 @@ class _TokenAuth(requests.auth.AuthBase):
 
 
 class _ThrottleAwareRetry(Retry):
-    """urllib3's Retry that also tells the limiter about each 429 it waits out."""
+    """urllib3's Retry that tells the limiter about each 429 it waits out, and does not
+    sleep through a long Retry-After inside a request (and a limiter slot): the answer is
+    returned instead, becomes a TransientError, and the task retries later."""
 
     on_throttle: Callable[[float], None] | None = None
 
@@ -116,6 +125,20 @@ class _ThrottleAwareRetry(Retry):
         retry = super().new(**kwargs)
         retry.on_throttle = self.on_throttle
         return retry
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> _ThrottleAwareRetry:
+        if response is not None and (self.get_retry_after(response) or 0) > MAX_INLINE_WAIT:
+            # raise_on_status=False: urllib3 hands this answer back instead of retrying.
+            raise MaxRetryError(_pool, url or "", ResponseError("Retry-After too long"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep_for_retry(self, response: Any) -> bool:
         if self.on_throttle is not None and response is not None and response.status == 429:
