@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -25,6 +26,9 @@ from worker.beat import (
     entry_name,
     reconcile_schedules,
 )
+
+if TYPE_CHECKING:
+    from tests.support.worker import SyncEnv, WorkerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULE_KEY = KEY_PREFIX + ":schedule"
@@ -225,3 +229,46 @@ def test_running_beat_follows_the_registry_without_restart(
     assert "secret-token" not in text
     for key in client.scan_iter():
         assert b"secret-token" not in (client.dump(key) or b"")
+
+
+# --- with the real trigger, pipeline and worker ----------------------------------------
+
+
+def test_a_second_tick_is_skipped_while_the_first_run_is_queued(sync_env: SyncEnv, paperless):
+    from tasks.schedule_tasks import scheduled_sync
+
+    sync_env.add_source("alpha", paperless)
+    first = scheduled_sync("alpha", "incremental")
+    assert set(first) == {"run_id", "state"} and first["state"] == "queued"
+    second = scheduled_sync("alpha", "full")
+    assert second == {"skipped": "already running", "run_id": first["run_id"]}
+    assert [r.run_id for r in sync_env.store.runs_for("alpha")] == [first["run_id"]]
+    assert scheduled_sync("gone", "incremental") == {"skipped": "source not found", "run_id": ""}
+
+
+def test_beat_syncs_a_registered_source_through_a_worker(
+    sync_env: SyncEnv, worker: WorkerProcess, paperless, tmp_path: Path
+):
+    sync_env.add_source("alpha", paperless)
+    beat = subprocess.Popen(
+        [sys.executable, "-c", BEAT_SCRIPT, str(tmp_path / "beat-schedule")],
+        cwd=REPO,
+        env=sync_env.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        sync_env.wait_for(lambda: sync_env.store.runs_for("alpha"), 30, "a run started by beat")
+        run = sync_env.store.runs_for("alpha")[0]
+        assert run.trigger == "beat" and run.mode == "incremental"
+        done = sync_env.wait(run.run_id, timeout=60)
+    finally:
+        beat.terminate()
+        beat.wait(timeout=20)
+    assert done.state == "completed", done
+    index = sync_env.index()
+    try:
+        assert index.count("alpha") == 200
+    finally:
+        index.close()
