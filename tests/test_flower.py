@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,16 +70,34 @@ def test_refuses_to_start_on_all_interfaces_without_auth(redis_server: RedisServ
     assert "refusing to start Flower on 0.0.0.0 without a password" in done.stderr
 
 
-@pytest.fixture()
-def flower(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+CELERY_FLOWER = [sys.executable, "-m", "celery", "-A", "worker", "flower"]
+
+
+def test_plain_celery_flower_refuses_all_interfaces_without_auth(
+    redis_server: RedisServer, tmp_path: Path
+):
+    """`make flower` runs `celery -A worker flower`, whose default is every interface."""
+    done = subprocess.run(
+        [*CELERY_FLOWER, f"--port={free_port()}"],
+        cwd=tmp_path,
+        env=_env(redis_server.url(9), None) | {"PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "refusing to start Flower on all interfaces without a password" in done.stderr
+
+
+@contextmanager
+def running(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
     port = free_port()
-    argv = [sys.executable, "-m", "worker.flower_config", "--address", "127.0.0.1"]
-    log = tmp_path / "flower.log"
+    log = cwd / "flower.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*argv, "--port", str(port)],
-            cwd=tmp_path,
-            env=_env(redis_server.url(9), f"ops:{PASSWORD}") | {"PYTHONPATH": str(REPO)},
+            [*argv, f"--port={port}"],
+            cwd=cwd,
+            env=env | {"PYTHONPATH": str(REPO)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -102,6 +121,24 @@ def flower(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[str, Pat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture()
+def flower(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    argv = [sys.executable, "-m", "worker.flower_config", "--address", "127.0.0.1"]
+    with running(argv, tmp_path, _env(redis_server.url(9), f"ops:{PASSWORD}")) as served:
+        yield served
+
+
+def test_plain_celery_flower_takes_the_password_from_the_env_file(
+    redis_server: RedisServer, tmp_path: Path
+):
+    (tmp_path / ".env").write_text(f"FLOWER_BASIC_AUTH=ops:{PASSWORD}\n")
+    argv = [*CELERY_FLOWER, "--address=127.0.0.1"]
+    with running(argv, tmp_path, _env(redis_server.url(9), None)) as (base, _log):
+        assert requests.get(f"{base}/api/tasks", timeout=5).status_code == 401
+        authed = requests.get(f"{base}/api/tasks", auth=("ops", PASSWORD), timeout=5)
+        assert authed.status_code == 200
 
 
 def test_flower_needs_the_password_and_serves_metrics(flower: tuple[str, Path]):

@@ -2,7 +2,9 @@
 
 from worker.app import app
 from worker.beat import configure_beat
+from worker.flower_config import install_flower_guard
 
 configure_beat(app)
+install_flower_guard()
 
 __all__ = ["app"]

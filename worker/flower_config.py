@@ -55,7 +55,8 @@ def check_exposure(address: str, auth_pairs: list[str]) -> None:
         shown = address or "all interfaces"
         raise FlowerConfigError(
             f"refusing to start Flower on {shown} without a password; set "
-            "FLOWER_BASIC_AUTH=user:password or use --address 127.0.0.1."
+            "FLOWER_BASIC_AUTH=user:password, or listen on 127.0.0.1 (--address 127.0.0.1 "
+            "or FLOWER_ADDRESS=127.0.0.1)."
         )
 
 
@@ -87,6 +88,36 @@ def flower_env(auth_pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def install_flower_guard() -> None:
+    """Give `celery -A worker flower` (and `make flower`) the same rules as this command.
+
+    Celery's CLI imports Flower's command before it loads our app, so when Flower is present
+    its options exist by the time `worker` is imported; the callback runs once Flower has
+    read its options (environment, config file, command line) and before it serves.
+    """
+    if "flower.command" not in sys.modules:
+        return
+    from tornado.options import options
+
+    options.add_parse_callback(_enforce_flower_rules)
+
+
+def _enforce_flower_rules() -> None:
+    from tornado.options import options
+
+    try:
+        pairs = parse_basic_auth(get_settings().flower_basic_auth)
+        pairs = pairs or parse_basic_auth(",".join(options.basic_auth or []))
+        if not options.unix_socket:  # a socket file is local by nature
+            check_exposure(options.address, pairs)
+    except (FlowerConfigError, SettingsError) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"error: {message}", err=True)
+        raise SystemExit(2) from None
+    # FLOWER_BASIC_AUTH may come from the .env file, which Flower itself never reads.
+    options.basic_auth = pairs
+
+
 @click.command("flower")
 @click.option(
     "--address",
@@ -110,6 +141,8 @@ def command(address: str, port: int, url_prefix: str | None, read_only: bool) ->
     # exec: Flower becomes this process, so signals and the exit status reach it directly.
     os.execve(argv[0], argv, flower_env(auth_pairs))
 
+
+flower_command = command  # the name worker/cli.py's plugged commands use
 
 if __name__ == "__main__":
     command()
