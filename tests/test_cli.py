@@ -242,6 +242,13 @@ def test_usage_and_domain_errors_exit_2(
     assert expected in outcome.output
 
 
+def test_add_in_omni_mode_is_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_MANAGER_URL", "http://127.0.0.1:9/")
+    get_settings.cache_clear()
+    outcome = CliRunner().invoke(main, ["sources", "add", "home", "--url", "https://x.example"])
+    assert outcome.exit_code == 2 and "configured in Omni" in outcome.stderr
+
+
 def test_a_duplicate_name_is_refused_before_the_token_is_asked(env: dict[str, str]) -> None:
     registry(env).add("home", "https://a.example.com", TOKEN)
     outcome = CliRunner().invoke(main, ["sources", "add", "home", "--url", "https://b.example.com"])

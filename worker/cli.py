@@ -363,6 +363,11 @@ def sources_add(
       paperless-connector sources add home --url https://paperless.example.com --interval 10m
     """
     settings = _settings()
+    if settings.omni_mode:
+        raise CliError(
+            "CONNECTOR_MANAGER_URL is set, so sources are configured in Omni and a source "
+            "added here would never sync; add it in Omni, or unset CONNECTOR_MANAGER_URL."
+        )
     validate_name(name)
     base_url = normalise_base_url(url)
     _check_plain_http(base_url, allow_insecure_http)
