@@ -40,6 +40,7 @@ def test_flower_requires_auth_from_the_environment(compose: dict[str, Any]):
     flower = compose["services"]["flower"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert flower["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert flower["command"][:4] == ["celery", "-A", "worker", "flower"]
     assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
 
 
