@@ -429,10 +429,10 @@ def test_the_session_cannot_send_anything_but_get(serve, verb: str) -> None:
     server = serve(versioned(Corpus()))
     client = client_for(server, api_version=10)
     with pytest.raises(ReadOnlyViolation, match=f"refused to send {verb}"):
-        client._session.request(verb, server.url + "/api/documents/1/")
+        client.transport.session.request(verb, server.url + "/api/documents/1/")
     prepared = requests.Request(verb, server.url + "/api/documents/1/").prepare()
     with pytest.raises(ReadOnlyViolation):
-        client._session.send(prepared)
+        client.transport.session.send(prepared)
     assert server.log == []
     assert not any(hasattr(client, name) for name in ("post", "put", "patch", "delete"))
 
