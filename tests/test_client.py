@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -464,3 +465,19 @@ def test_every_request_holds_a_limiter_slot(serve) -> None:
     client.get_documents([1, 2])
     client.list_lookup("tags")
     assert limiter.slots == len(server.log) == 3 and limiter.held == 0
+
+
+def test_the_token_never_reaches_the_logs(serve, caplog: pytest.LogCaptureFixture) -> None:
+    answers = [Reply(503, "<h1>down</h1>"), DROP, Reply(429, {}, {"Retry-After": "0"})]
+
+    def answer(seen: Seen, before: int) -> Any:
+        return answers[before] if before < len(answers) else Corpus()(seen, before)
+
+    server = serve(versioned(answer))
+    refusing = serve(always(Reply(401, {"detail": "Invalid token."})))
+    with caplog.at_level(logging.DEBUG):
+        client_for(server).probe()
+        with pytest.raises(AuthenticationError):
+            client_for(refusing).probe()
+    assert caplog.records and TOKEN not in caplog.text
+    assert "Retrying" in caplog.text  # urllib3 did log its retries, without the token
