@@ -232,6 +232,10 @@ def command(host: str, port: int | None) -> None:
         raise click.ClickException(str(exc)) from None
     if port is not None:
         settings = settings.model_copy(update={"port": port})  # the manifest names this port
+    from worker.app import app as celery_app
+
+    # Endpoints run in a thread pool; Celery's "current app" is per thread, its default is not.
+    celery_app.set_default()
     uvicorn.run(
         create_app(settings),
         host=host,
