@@ -53,13 +53,15 @@ def baseline(paperless: PaperlessHost, manager: FakeManager) -> Measured:
     argv = [PYTHON, "-m", "bench.baseline", "--manager", manager.url, "--source", SOURCE_ID]
     timeout = 600 + paperless.documents * 0.5
     result, peaks = _measured_child(argv, {}, "the sequential baseline", timeout)
+    served, managed = paperless.reset(), manager.reset()
     return Measured(
         "1. Sequential baseline (Omni's connector, §4)",
         documents=result["documents"],
         seconds=result["seconds"],
-        paperless_requests=paperless.reset()["requests"],
-        manager_requests=manager.reset()["requests"],
+        paperless_requests=served["requests"],
+        manager_requests=managed["requests"],
         peaks_kb=peaks,
+        extra={"paperless_routes": served["by_route"], "manager_routes": managed["by_route"]},
     )
 
 
@@ -70,12 +72,14 @@ def server_limit(paperless: PaperlessHost) -> Measured:
     argv += ["--concurrency", str(concurrency), "--page-size", str(shipped_page_size())]
     env = {"BENCH_PAPERLESS_TOKEN": paperless.token}
     result, peaks = _measured_child(argv, env, "the server-limit run", 600 + paperless.documents)
+    served = paperless.reset()
     return Measured(
         f"3. Server's limit (GETs only, {concurrency} in flight)",
         documents=result["documents"],
         seconds=result["seconds"],
-        paperless_requests=paperless.reset()["requests"],
+        paperless_requests=served["requests"],
         peaks_kb=peaks,
+        extra={"paperless_routes": served["by_route"]},
     )
 
 
@@ -100,15 +104,18 @@ def connector_sync(
     timeout = 600 + paperless.documents * 0.2
     record = connector.sync(mode, register=source, run_id=uuid.uuid4().hex, timeout=timeout)
     served = paperless.reset()
+    managed = manager.reset() if manager is not None else None
     measured = Measured(
         label,
         documents=int(record.get("scanned") or 0),
         seconds=float(record["seconds"]),
         paperless_requests=served["requests"],
-        manager_requests=manager.reset()["requests"] if manager is not None else None,
+        manager_requests=managed["requests"] if managed is not None else None,
         peaks_kb=connector.peaks_kb(),
         extra={"record": record, "paperless_routes": served["by_route"]},
     )
+    if managed is not None:
+        measured.extra["manager_routes"] = managed["by_route"]
     if served["other_verbs"]:
         measured.failure = f"{served['other_verbs']} requests other than GET reached Paperless-ngx"
     if record.get("state") != "completed":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -92,6 +93,16 @@ def part_two(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _routes(run: Measured) -> list[str]:
+    lines = []
+    for server in ("paperless", "manager"):
+        routes = run.extra.get(f"{server}_routes")
+        if routes:
+            listed = ", ".join(f"`{route}` {n}" for route, n in sorted(routes.items()))
+            lines.append(f"- {run.label}, {server}: {listed}")
+    return lines
+
+
 def _progress(run: Measured) -> None:
     state = f"{run.seconds:.1f} s, {run.documents} documents" if run.ok else run.failure
     print(f"[bench] {run.label}: {state}", file=sys.stderr, flush=True)
@@ -111,6 +122,9 @@ def render(args: argparse.Namespace, one: dict[str, Measured], two: dict[str, An
         f"Machine: {platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
+        f"Load average (1 min) at the start: {args.load_at_start:.1f}; at the end: "
+        f"{os.getloadavg()[0]:.1f} (anything above 0 is other work competing for the 2 cores)",
+        "",
         run_rows([one["baseline"], one["omni"], one["local"], one["limit"]]),
         "",
     ]
@@ -128,6 +142,10 @@ def render(args: argparse.Namespace, one: dict[str, Measured], two: dict[str, An
         ],
     ]
     lines += [table(["ratio (documents/s)", "value"], ratios), ""]
+    lines += ["Requests by route:", ""]
+    for run in one.values():
+        lines += _routes(run)
+    lines.append("")
     if two:
         lines += _render_two(args, one, two)
     lines += ["## Targets", "", table(["target", "measured", "verdict"], _targets(one, two)), ""]
@@ -222,8 +240,6 @@ def _targets(one: dict[str, Measured], two: dict[str, Any]) -> list[list[str]]:
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 
@@ -263,6 +279,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.load_at_start = os.getloadavg()[0]
     started = time.monotonic()
     one = part_one(args)
     two = {} if args.skip_big else part_two(args)
