@@ -207,15 +207,21 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     w.sink.record_principals(run, principals(snapshot, run.source_id))
     lock.renew()
     light, server_time = client.list_light()
-    listed = {
-        int(doc["id"]): (light_fingerprint(doc, snapshot), doc.get("modified")) for doc in light
-    }
-    del light  # the scheduler keeps ids and fingerprints only
+    listed: dict[int, tuple[str, Any]] = {}
+    links: dict[int, set[int]] = {}  # documentlink fields: who shows whose title
+    for doc in light:
+        doc_id = int(doc["id"])
+        listed[doc_id] = (light_fingerprint(doc, snapshot), doc.get("modified"))
+        linked = _links(doc, snapshot)
+        if linked:
+            links[doc_id] = linked
+    del light  # the scheduler keeps ids, fingerprints and links only
     lock.renew()
     stored = w.sink.stored_states(run.source_id)
     checkpoint = ctx.config.checkpoint or Checkpoint()
-    targets = choose_targets(run.mode, listed, stored, checkpoint.watermark)
     gone = (expand_ranges(checkpoint.known_ids) | set(stored)) - set(listed)
+    targets = choose_targets(run.mode, listed, stored, checkpoint.watermark)
+    targets = with_linking_documents(targets, links, gone)
     page_size = w.settings.page_size
     pages = [targets[i : i + page_size] for i in range(0, len(targets), page_size)]
     watermark = utc_rfc3339(server_time - timedelta(seconds=w.settings.watermark_overlap_seconds))
@@ -262,6 +268,25 @@ def choose_targets(
         if since is None or changed is None or changed > since:
             targets.append(doc_id)
     return sorted(targets)
+
+
+def with_linking_documents(
+    targets: list[int], links: dict[int, set[int]], gone: set[int]
+) -> list[int]:
+    """Add the documents whose documentlink fields name a target or a deleted document.
+
+    They show the linked documents' titles, which may change without touching them.
+    """
+    changed = set(targets) | gone
+    linking = {doc_id for doc_id, linked in links.items() if linked & changed}
+    return sorted(set(targets) | linking)
+
+
+def _links(doc: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
+    try:
+        return linked_ids(doc, snapshot)
+    except Exception:  # malformed fields are the page's to report
+        return set()
 
 
 def _parse_time(value: Any) -> datetime | None:

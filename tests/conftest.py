@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.paperless import paperless  # noqa: F401  (fixture)
 from tests.support.redis_server import RedisServer, start_redis
-from tests.support.worker import sync_env, worker  # noqa: F401  (fixtures)
+from tests.support.worker import shared_sync_env, sync_env, worker  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")

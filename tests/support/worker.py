@@ -40,7 +40,8 @@ from tests.support.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 CELERY = Path(sys.executable).with_name("celery")
-SYNC_DB = 12  # the Redis database of these tests (others use their own numbers)
+SYNC_DB = 12  # the Redis databases of these tests (others use their own numbers)
+SHARED_DB = 14
 
 
 class WorkerProcess:
@@ -89,11 +90,11 @@ class WorkerProcess:
             log.seek(offset)
             return log.read().decode(errors="replace")
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Warm shutdown (SIGTERM); SIGKILL to the whole group if it takes too long."""
+    def stop(self, timeout: float = 20.0, *, warm: bool = False) -> None:
+        """Stop: cold (SIGQUIT) unless `warm` (SIGTERM); SIGKILL if it takes too long."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM if warm else signal.SIGQUIT)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -169,16 +170,15 @@ class SyncEnv:
             time.sleep(0.05)
 
 
-@pytest.fixture
-def sync_env(
-    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SyncEnv]:
-    url = redis_server.url(SYNC_DB)
-    redis = redis_server.client(SYNC_DB)
+@contextlib.contextmanager
+def sync_environment(redis_server: RedisServer, db: int, data_dir: Path) -> Iterator[SyncEnv]:
+    """Settings in this process's environment, a flushed Redis database, a current app."""
+    url = redis_server.url(db)
+    redis = redis_server.client(db)
     redis.flushdb()
     settings = {
         "REDIS_URL": url,
-        "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
+        "CONNECTOR_DATA_DIR": str(data_dir),
         "CONNECTOR_SECRET_KEYS": Fernet.generate_key().decode(),
         "CONNECTOR_MANAGER_URL": "",
         "PAGE_SIZE": "25",
@@ -187,25 +187,33 @@ def sync_env(
         "LOCK_TTL_SECONDS": "30",
         "LOG_LEVEL": "INFO",
     }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    (tmp_path / "data").mkdir()
-    env = {**os.environ, **settings, "PYTHONPATH": str(REPO)}
-    get_settings.cache_clear()
-    _forget_process_caches()
-    previous = current_app._get_current_object()
-    app = Celery("paperless_connector", broker=url, backend=url, set_as_current=True)
-    app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
-    environment = SyncEnv(redis_url=url, data_dir=tmp_path / "data", env=env, store=RunStore(redis))
-    try:
-        yield environment
-    finally:
-        for worker in environment.workers:
-            worker.stop()
-        previous.set_current()
-        app.close()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        env = {**os.environ, **settings, "PYTHONPATH": str(REPO)}
         get_settings.cache_clear()
         _forget_process_caches()
+        previous = current_app._get_current_object()
+        app = Celery("paperless_connector", broker=url, backend=url, set_as_current=True)
+        app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+        environment = SyncEnv(redis_url=url, data_dir=data_dir, env=env, store=RunStore(redis))
+        try:
+            yield environment
+        finally:
+            for worker in environment.workers:
+                worker.stop()
+            previous.set_current()
+            app.close()
+            get_settings.cache_clear()
+            _forget_process_caches()
+
+
+@pytest.fixture
+def sync_env(redis_server: RedisServer, tmp_path: Path) -> Iterator[SyncEnv]:
+    """A fresh environment for one test (start workers with `sync_env.start_worker`)."""
+    with sync_environment(redis_server, SYNC_DB, tmp_path / "data") as environment:
+        yield environment
 
 
 @pytest.fixture
@@ -214,9 +222,66 @@ def worker(sync_env: SyncEnv) -> WorkerProcess:
     return sync_env.start_worker()
 
 
+@pytest.fixture(scope="module")
+def shared_sync_env(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SyncEnv]:
+    """One environment and one running worker for a whole test module (faster).
+
+    Tests that share it must use their own source names: state is not flushed between them.
+    """
+    data_dir = tmp_path_factory.mktemp("shared") / "data"
+    with sync_environment(redis_server, SHARED_DB, data_dir) as environment:
+        environment.start_worker()
+        yield environment
+
+
 def _forget_process_caches() -> None:
     """Module caches built from the previous test's settings."""
-    from tasks import trigger, wiring
+    from tasks import pipeline, trigger, wiring
 
     trigger._stores.clear()
     wiring._cache.clear()
+    for run_id in list(pipeline._contexts):
+        pipeline.forget(run_id)
+
+
+# -- comparing the sink with the server ----------------------------------------------------
+
+
+def server_fingerprints(double: Any, source_id: str, user: str = "admin") -> dict[int, str]:
+    """What the sink should hold: every visible document rendered from a fresh read."""
+    from tasks.paperless.client import PaperlessClient
+    from tasks.render import render_document
+    from tasks.snapshot import LookupSnapshot
+
+    with PaperlessClient(double.url, double.token(user)) as client:
+        snapshot = LookupSnapshot.load(client)
+        ids = [int(doc["id"]) for doc in double.visible_documents(user)]
+        raws = client.get_documents(ids)
+        titles = {int(raw["id"]): str(raw.get("title") or "") for raw in raws}
+        expected = {}
+        for raw in raws:
+            doc = render_document(
+                raw, snapshot, source_id=source_id, base_url=double.url, link_titles=titles
+            )
+            expected[doc.doc_id] = doc.fingerprint
+    return expected
+
+
+def sink_fingerprints(sync_env: SyncEnv, source_id: str) -> dict[int, str]:
+    return {int(row["doc_id"]): row["fingerprint"] for row in sync_env.index().export(source_id)}
+
+
+def page_fetches(double: Any) -> list[list[int]]:
+    """The ids of each full-document fetch (`id__in` with `full_perms`) in the double's log."""
+    fetches = []
+    for record in double.requests("/api/documents/"):
+        query = record.query
+        if "id__in" in query and query.get("full_perms") == "true" and "fields" not in query:
+            fetches.append([int(part) for part in query["id__in"].split(",") if part])
+    return fetches
+
+
+def only_gets(double: Any) -> bool:
+    return all(record.method == "GET" for record in double.requests())
