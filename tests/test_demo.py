@@ -99,14 +99,19 @@ def test_demo_syncs_searches_and_cleans_up(redis_server: RedisServer, tmp_path: 
     _assert_nothing_left(data_dir)
 
 
-def test_demo_starts_its_own_redis_when_none_answers(tmp_path: Path):
+def test_demo_starts_its_own_redis_and_syncs_paperless_url(tmp_path: Path, paperless):
+    """No Redis answers REDIS_URL, and PAPERLESS_URL/PAPERLESS_TOKEN name an instance."""
     data_dir = tmp_path / "data"
-    dead = f"redis://127.0.0.1:{free_port()}/0"
-    done = _run_demo(tmp_path, _demo_env(data_dir, dead), "--documents", "60")
+    env = _demo_env(data_dir, f"redis://127.0.0.1:{free_port()}/0")
+    env.update(PAPERLESS_URL=paperless.url, PAPERLESS_TOKEN=paperless.token("admin"))
+    done = _run_demo(tmp_path, env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Redis: started a private redis-server at redis://127.0.0.1:" in output
-    assert re.search(r"written to the index\s*│\s*60\b", output), output
+    assert re.search(rf"Paperless-ngx: {re.escape(paperless.url)}/? \(PAPERLESS_URL\)", output)
+    assert "test double with" not in output  # no second Paperless-ngx was started
+    assert re.search(r"written to the index\s*│\s*200\b", output), output
+    assert paperless.token("admin") not in output
     _assert_nothing_left(data_dir)
 
 

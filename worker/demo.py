@@ -358,9 +358,9 @@ def command(documents: int, as_email: str | None) -> None:
     except SettingsError as exc:
         raise DemoError(str(exc)) from None
     env = dict(os.environ)
-    for name in ("CONNECTOR_MANAGER_URL",):  # the demo fills the local index, never Omni
-        env.pop(name, None)
-        os.environ.pop(name, None)
+    os.environ.pop("CONNECTOR_MANAGER_URL", None)  # the demo fills the local index, never Omni
+    env.pop("CONNECTOR_MANAGER_URL", None)
+    env.pop("PAPERLESS_TOKEN", None)  # children read the token from the encrypted registry
     data_dir = settings.connector_data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     started = Started()
@@ -398,7 +398,7 @@ def _paperless(
 ) -> tuple[str, str]:
     url, token = os.environ.get("PAPERLESS_URL"), os.environ.get("PAPERLESS_TOKEN")
     if url and token:
-        console.print(f"Paperless-ngx: {url} (PAPERLESS_URL)")
+        console.print(f"Paperless-ngx: {maybe_sanitize_url(url)} (PAPERLESS_URL)")
         return url, token
     url, token = start_double(documents, started, env, data_dir)
     console.print(f"Paperless-ngx: the test double with {documents} documents at {url}")
