@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     lock_ttl_seconds: int = Field(
         120, ge=10, description="Per-source lock lease; renewed while the run lives."
     )
+    visibility_timeout_seconds: int = Field(
+        3600,
+        ge=20,
+        description="Seconds before Redis redelivers a task whose worker vanished; above the "
+        "longest task plus the longest retry countdown.",
+    )
     run_stale_seconds: int = Field(
         900, ge=30, description="A run with no progress for this long is failed by the watchdog."
     )

@@ -22,9 +22,11 @@ from config.settings import get_settings
 
 settings = get_settings()
 
-VISIBILITY_TIMEOUT = 3600  # seconds; above the time limit plus the longest retry countdown
-TASK_TIME_LIMIT = 1800  # a page or a plan of a huge instance stays well below this
-TASK_SOFT_TIME_LIMIT = 1700
+# Seconds; above the time limit plus the longest retry countdown. Only tests of a worker
+# killed outright set it low, to see its unacknowledged tasks come back within seconds.
+VISIBILITY_TIMEOUT = settings.visibility_timeout_seconds
+TASK_TIME_LIMIT = min(1800, VISIBILITY_TIMEOUT // 2)  # a page or a plan stays well below
+TASK_SOFT_TIME_LIMIT = TASK_TIME_LIMIT - max(5, TASK_TIME_LIMIT // 20)
 
 app = Celery(
     "paperless_connector",
