@@ -676,27 +676,51 @@ def _counts(record: Any) -> str:
     )
 
 
-@contextmanager
-def _progress() -> Iterator[Any]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+class _RunProgress:
+    """A bar of pages (with ETA) over a line of document counts, redrawn in place."""
 
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("pages · {task.fields[counts]}"),
-        TimeRemainingColumn(),
-        console=_console(stderr=True),
-    )
-    with progress:
+    def __init__(self) -> None:
+        from rich.console import Group
+        from rich.live import Live
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<9}"),
+            BarColumn(bar_width=None),
+            MofNCompleteColumn(),
+            TextColumn("pages"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.bar.add_task("queued", total=None)
+        self.counts = Text("", style="dim")
+        console = _console(stderr=True)
+        self.live = Live(Group(self.bar, self.counts), console=console, refresh_per_second=4)
+
+    def show(self, record: Any) -> None:
+        seconds = _run_seconds(record) or 0.0
+        rate = record.scanned / seconds if seconds > 0 else 0.0
+        self.bar.update(
+            self.task,
+            completed=record.pages_done,
+            total=record.pages_total or None,
+            description=_state(record),
+        )
+        self.counts.plain = f"{_counts(record)} · {rate:.1f} docs/s"
+
+
+@contextmanager
+def _progress() -> Iterator[_RunProgress]:
+    progress = _RunProgress()
+    with progress.live:
         yield progress
 
 
@@ -707,7 +731,6 @@ def follow_run(store: Any, run_id: str, sleep: Callable[[float], None] = time.sl
     while True:
         try:
             with _progress() as progress:
-                bar = progress.add_task(f"run {run_id}", total=None, counts="")
                 while True:
                     record = store.get(run_id)
                     if record is None:
@@ -715,15 +738,7 @@ def follow_run(store: Any, run_id: str, sleep: Callable[[float], None] = time.sl
                             f"run {run_id} is not in Redis any more; "
                             "check `paperless-connector status`."
                         )
-                    seconds = _run_seconds(record) or 0.0
-                    rate = record.scanned / seconds if seconds > 0 else 0.0
-                    progress.update(
-                        bar,
-                        completed=record.pages_done,
-                        total=record.pages_total or None,
-                        description=f"run {run_id} {_state(record)}",
-                        counts=f"{_counts(record)} · {rate:.1f} docs/s",
-                    )
+                    progress.show(record)
                     if not record.running:
                         return record
                     sleep(POLL_SECONDS)
