@@ -139,6 +139,8 @@ def test_the_fake_refuses_what_the_manager_would(omni_manager: FakeManager) -> N
         assert response.status_code == 422, name
     unknown_run = {**batch, "sync_run_id": "run-unknown"}
     assert post(omni_manager, "/sdk/events/batch", unknown_run).status_code == 422
-    assert len(omni_manager.violations) == len(bad_events) + 1
+    too_big = {"sync_run_id": run_id, "content": "x" * (3 * 1024 * 1024)}
+    assert post(omni_manager, "/sdk/content", too_big).status_code == 413
+    assert len(omni_manager.violations) == len(bad_events) + 2
     omni_manager.violations.clear()  # expected here; the fixture checks for none left
     assert list(omni_manager.documents("s1")) == ["paperless:s1:1"]

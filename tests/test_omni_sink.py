@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from tasks.document import Group, Principals
+from tasks.document import CustomFieldValue, Group, Principals
 from tasks.omni_client import ManagerClient
 from tasks.paperless.errors import NotFoundError
 from tasks.sinks.base import Checkpoint, RunInfo
@@ -200,6 +200,33 @@ def test_textless_document_without_file_or_refused_extraction_sends_its_text(
     assert held[f"paperless:{run.source_id}:6"]["content"].startswith("# Invoice 6")
     assert held[f"paperless:{run.source_id}:901"]["content"].startswith("# Invoice 901")
     assert omni_manager.extractions == []
+
+
+def test_a_text_too_big_for_a_json_body_goes_whole_as_a_file(
+    sink: OmniSink,
+    omni_manager: FakeManager,  # noqa: F811
+    run: RunInfo,
+) -> None:
+    huge = "# Big report\n\n" + "Zahlungseingang bestätigt. " * 200_000  # ~5 MB, non-ASCII
+    sink.write(run, [make_document(run.source_id, 8, text=huge)])
+    held = omni_manager.documents(run.source_id)[f"paperless:{run.source_id}:8"]
+    assert held["content"] == huge
+    (extraction,) = omni_manager.extractions
+    assert (extraction.mime_type, extraction.filename) == ("text/plain", "paperless-8.txt")
+
+
+def test_event_batches_stay_under_the_managers_body_limit(
+    sink: OmniSink,
+    omni_manager: FakeManager,  # noqa: F811
+    run: RunInfo,
+) -> None:
+    long_value = CustomFieldValue(name="Remarks", data_type="longtext", value="x" * 400_000)
+    docs = [make_document(run.source_id, i, custom_fields=[long_value]) for i in range(1, 11)]
+    sink.write(run, docs)
+    batches = omni_manager.calls("POST", "/sdk/events/batch")
+    assert len(batches) >= 3
+    assert all(call.status == 200 for call in batches)
+    assert len(omni_manager.documents(run.source_id)) == 10
 
 
 def test_delete_sends_deleted_events_in_batches_and_forgets_state(

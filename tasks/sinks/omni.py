@@ -13,6 +13,7 @@ them; the checkpoint goes back as `PUT checkpoint` then `POST complete`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 SOURCE_TYPE = "paperless_ngx"
 _EVENTS_PER_BATCH = 500
+# The manager takes JSON bodies up to axum's default 2 MiB (extract-content: 400 MB); stay
+# well below it, and send longer texts as a text/plain file to the extraction instead.
+_MAX_JSON_BYTES = 1_500_000
 _HEARTBEAT_EVERY = 5.0  # seconds; the manager's staleness limit is minutes
 
 # Per process: when each run last sent a heartbeat (page tasks share a process).
@@ -168,23 +172,38 @@ class OmniSink:
 
     def _upload(self, run: RunInfo, doc: IndexedDocument, files: FileSource | None) -> str:
         if doc.has_text or files is None:
-            return self.manager.put_content(run.run_id, doc.text)
+            return self._put_text(run, doc)
         try:
             data, mime, filename = files.download(doc.doc_id)
         except NotFoundError:
             data, mime, filename = b"", "", ""  # no file behind it (any more)
         if not data:
-            return self.manager.put_content(run.run_id, doc.text)
+            return self._put_text(run, doc)
         try:
             return self.manager.extract_content(run.run_id, data, mime, filename)
         except ManagerRejected as exc:
             # Omni cannot extract this file (type, size): index what we know about it.
             log.warning("document %s: extraction refused (%s); sending its metadata", doc.key, exc)
+            return self._put_text(run, doc)
+
+    def _put_text(self, run: RunInfo, doc: IndexedDocument) -> str:
+        if _json_size(doc.text) <= _MAX_JSON_BYTES:
             return self.manager.put_content(run.run_id, doc.text)
+        # Too big for a JSON body: the whole text goes as a file, never cut.
+        name = f"paperless-{doc.doc_id}.txt"
+        return self.manager.extract_content(run.run_id, doc.text.encode(), "text/plain", name)
 
     def _send(self, run: RunInfo, events: list[dict[str, Any]]) -> None:
-        for start in range(0, len(events), _EVENTS_PER_BATCH):
-            batch = events[start : start + _EVENTS_PER_BATCH]
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for event in events:
+            event_size = _json_size(event)
+            if batch and (len(batch) >= _EVENTS_PER_BATCH or size + event_size > _MAX_JSON_BYTES):
+                self.manager.events_batch(run.run_id, run.source_id, batch)
+                batch, size = [], 0
+            batch.append(event)
+            size += event_size + 2
+        if batch:
             self.manager.events_batch(run.run_id, run.source_id, batch)
 
 
@@ -321,6 +340,11 @@ def _midnight(value: str | None) -> str | None:
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _json_size(value: Any) -> int:
+    """Bytes `requests` sends for it (ASCII-escaped JSON)."""
+    return len(json.dumps(value))
 
 
 def _text(value: bytes | str | int) -> str:

@@ -398,6 +398,9 @@ class FakeManager:
 
 Reply = tuple[int, dict[str, Any], dict[str, str]]
 
+BODY_LIMIT = 2 * 1024 * 1024  # axum's default body limit: the manager answers 413 above it
+EXTRACT_BODY_LIMIT = 400 * 1024 * 1024
+
 _ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "/sdk/source/*/sync-config"): FakeManager._sync_config,
     ("POST", "/sdk/content"): FakeManager._content,
@@ -445,13 +448,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers: dict[str, str]
+        limit = EXTRACT_BODY_LIMIT if path == "/sdk/extract-content" else BODY_LIMIT
         try:
+            if len(raw) > limit:
+                raise Violation(f"body of {len(raw)} bytes is over the manager's {limit}")
             body = self._parse(raw)
         except Violation as exc:
             with self.fake.lock:
                 self.fake.violations.append(f"{method} {path}: {exc}")
-            status, reply, headers = 400, {"error": str(exc)}, {}
-            body = None
+            status = 413 if len(raw) > limit else 400
+            reply, headers, body = {"error": str(exc)}, {}, None
         else:
             status, reply, headers = self.fake.handle(method, path, body)
         with self.fake.lock:
