@@ -51,26 +51,27 @@ EXPORT_BATCH = 200
 HIGHLIGHT = ("«", "»")  # around matched words in `SearchHit.snippet`
 EXACT_TITLE_BOOST = 1000.0
 # bm25 weights of the FTS columns title, text, keywords, cjk: a title word weighs most.
-RANKING = "bm25(documents_fts, 10.0, 1.0, 4.0, 1.0)"
+RANKING = "bm25(10.0, 1.0, 4.0, 1.0)"
 TEXT_COLUMNS = "{title text keywords}"
+BROAD_QUERY = 10_000  # matches beyond which bm25 ranking is too slow: see `_broad_ids`
 
 # Every IndexedDocument field has a column of the same name; these hold JSON.
 JSON_FIELDS = ("tags", "custom_fields", "notes", "access")
 FIELDS = tuple(IndexedDocument.model_fields)
 
 SCHEMA = [
+    # Large columns last: reading a row's early columns then never walks overflow pages.
     """CREATE TABLE documents (
         id INTEGER PRIMARY KEY,
         source_id TEXT NOT NULL, doc_id INTEGER NOT NULL,
-        title TEXT NOT NULL, text TEXT NOT NULL, has_text INTEGER NOT NULL,
-        correspondent TEXT, document_type TEXT, storage_path TEXT, tags TEXT NOT NULL,
-        archive_serial_number INTEGER, original_file_name TEXT, archived_file_name TEXT,
-        mime_type TEXT, page_count INTEGER, created TEXT, added TEXT, modified TEXT,
-        custom_fields TEXT NOT NULL, notes TEXT NOT NULL, owner TEXT, access TEXT NOT NULL,
-        url TEXT NOT NULL, fingerprint TEXT NOT NULL, light_fingerprint TEXT NOT NULL,
-        -- derived, for searching:
-        keywords TEXT NOT NULL, cjk TEXT NOT NULL, title_key TEXT NOT NULL,
-        correspondent_key TEXT, type_key TEXT, is_public INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL, light_fingerprint TEXT NOT NULL,
+        title TEXT NOT NULL, title_key TEXT NOT NULL, is_public INTEGER NOT NULL,
+        has_text INTEGER NOT NULL, created TEXT, added TEXT, modified TEXT,
+        correspondent TEXT, correspondent_key TEXT, document_type TEXT, type_key TEXT,
+        storage_path TEXT, tags TEXT NOT NULL, archive_serial_number INTEGER,
+        original_file_name TEXT, archived_file_name TEXT, mime_type TEXT, page_count INTEGER,
+        owner TEXT, url TEXT NOT NULL, access TEXT NOT NULL, custom_fields TEXT NOT NULL,
+        notes TEXT NOT NULL, keywords TEXT NOT NULL, text TEXT NOT NULL, cjk TEXT NOT NULL,
         UNIQUE (source_id, doc_id))""",
     "CREATE INDEX documents_created ON documents (created)",
     "CREATE INDEX documents_title_key ON documents (title_key)",
@@ -79,6 +80,7 @@ SCHEMA = [
     """CREATE VIRTUAL TABLE documents_fts USING fts5(
         title, text, keywords, cjk, content='documents', content_rowid='id',
         tokenize='unicode61 remove_diacritics 2')""",
+    f"INSERT INTO documents_fts (documents_fts, rank) VALUES ('rank', '{RANKING}')",
     """CREATE TABLE doc_tags (source_id TEXT NOT NULL, doc_id INTEGER NOT NULL,
         tag_key TEXT NOT NULL, PRIMARY KEY (source_id, doc_id, tag_key)) WITHOUT ROWID""",
     "CREATE INDEX doc_tags_key ON doc_tags (tag_key)",
@@ -141,15 +143,25 @@ class LocalIndex:
         self, run: RunInfo, docs: list[IndexedDocument], files: FileSource | None = None
     ) -> None:
         latest = {(doc.source_id, doc.doc_id): doc for doc in docs}  # a repeated id: last wins
-        rows = [_document_row(doc) for doc in latest.values()]
+        rows = {key: _document_row(doc) for key, doc in latest.items()}
         by_source: dict[str, list[int]] = {}
         for source_id, doc_id in latest:
             by_source.setdefault(source_id, []).append(doc_id)
         with self._transaction() as db:
             for source_id, doc_ids in by_source.items():
+                # Keep a rewritten document's row id: results of broad queries list the
+                # documents in row id order, the order they first reached the index.
+                for chunk in _chunks(doc_ids):
+                    marks = ",".join("?" * len(chunk))
+                    for doc_id, rowid in db.execute(
+                        "SELECT doc_id, id FROM documents "
+                        f"WHERE source_id = ? AND doc_id IN ({marks})",
+                        (source_id, *chunk),
+                    ):
+                        rows[(source_id, doc_id)]["id"] = rowid
                 _remove(db, source_id, doc_ids)
-            for doc, row in zip(latest.values(), rows, strict=True):
-                _insert(db, doc, row)
+            for key, doc in latest.items():
+                _insert(db, doc, rows[key])
 
     def delete(self, run: RunInfo, doc_ids: list[int]) -> None:
         with self._transaction() as db:
@@ -210,7 +222,12 @@ class LocalIndex:
                 access, access_params = _access_filter(db, as_email)
                 where.append(access)
                 params.update(access_params)
-            params.update(limit=limit, match=match, title_key=parsed.text_key)
+            params.update(
+                limit=limit,
+                match=match,
+                title_match=fts_match(parsed.terms, "title", "cjk"),
+                title_key=parsed.text_key,
+            )
             if match:
                 return _ranked_hits(db, where, params)
             return _listed_hits(db, where, params)
@@ -349,10 +366,20 @@ def _document_row(doc: IndexedDocument) -> dict[str, Any]:
     row["correspondent_key"] = fold(doc.correspondent) if doc.correspondent else None
     row["type_key"] = fold(doc.document_type) if doc.document_type else None
     row["is_public"] = int(doc.access.public)
+    row["id"] = None  # a new row id, unless the document is already in the index
     return row
 
 
-_COLUMNS = (*FIELDS, "keywords", "cjk", "title_key", "correspondent_key", "type_key", "is_public")
+_COLUMNS = (
+    "id",
+    *FIELDS,
+    "keywords",
+    "cjk",
+    "title_key",
+    "correspondent_key",
+    "type_key",
+    "is_public",
+)
 _INSERT = (
     f"INSERT INTO documents ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(':' + name for name in _COLUMNS)})"
@@ -489,24 +516,77 @@ _HIT_COLUMNS = (
 def _ranked_hits(
     db: sqlite3.Connection, where: list[str], params: dict[str, Any]
 ) -> list[SearchHit]:
-    # Rank first, then build snippets for the few winners only: snippet() is the costly part.
-    conditions = " AND ".join(["documents_fts MATCH :match", *where])
-    ranked = db.execute(
-        f"SELECT d.id, {RANKING} AS rank, d.title_key = :title_key AS exact "
-        "FROM documents_fts JOIN documents d ON d.id = documents_fts.rowid "
-        f"WHERE {conditions} ORDER BY exact DESC, rank LIMIT :limit",
+    """Exact-title matches, then the best by bm25; for a broad query, see `_broad_ids`."""
+    # A document titled exactly as the query holds every term in its title, so it matches;
+    # the title_key index finds it without the full-text index.
+    exact = _ids(
+        db,
+        "SELECT d.id, NULL FROM documents d WHERE "
+        + " AND ".join(["d.title_key = :title_key", *where])
+        + " ORDER BY d.created DESC LIMIT :limit",
         params,
-    ).fetchall()
+    )
+    params = {**params, "fetch": params["limit"] + len(exact)}
+    if _is_broad(db, params["match"]):
+        ranked = _broad_ids(db, where, params)
+    else:
+        # FTS5 hands rows over in rank order (CROSS JOIN keeps it the outer loop), so the
+        # filters stop after `limit` passing rows instead of looking up every match.
+        ranked = _ids(db, _fts_join(where, "documents_fts.rank", ":match"), params)
+    scores = {rowid: EXACT_TITLE_BOOST for rowid in exact}
+    for rowid, rank in ranked.items():
+        scores[rowid] = scores.get(rowid, 0.0) + (-rank if rank is not None else 0.0)
     hits = []
-    for row in ranked:
+    for rowid in [*exact, *(rowid for rowid in ranked if rowid not in exact)][: params["limit"]]:
+        # snippet() only for the winners: it is the costly part.
         snippet = db.execute(
             f"SELECT snippet(documents_fts, -1, '{HIGHLIGHT[0]}', '{HIGHLIGHT[1]}', '…', 24) "
             "FROM documents_fts WHERE documents_fts MATCH :match AND rowid = :id",
-            {"match": params["match"], "id": row["id"]},
+            {"match": params["match"], "id": rowid},
         ).fetchone()[0]
-        score = -row["rank"] + (EXACT_TITLE_BOOST if row["exact"] else 0.0)
-        hits.append(_hit(db, row["id"], " ".join(unspread_cjk(snippet).split()), score))
+        hits.append(_hit(db, rowid, " ".join(unspread_cjk(snippet).split()), scores[rowid]))
     return hits
+
+
+def _is_broad(db: sqlite3.Connection, match: str) -> bool:
+    """More than BROAD_QUERY matches? Counting stops there, so this stays cheap."""
+    probe = db.execute(
+        "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? "
+        "ORDER BY rowid LIMIT 1 OFFSET ?",
+        (match, BROAD_QUERY),
+    )
+    return probe.fetchone() is not None
+
+
+def _broad_ids(
+    db: sqlite3.Connection, where: list[str], params: dict[str, Any]
+) -> dict[int, float | None]:
+    """For a query most documents match: title matches, then the rest, newest first.
+
+    bm25 costs a few microseconds per matching document, too slow for words found in tens
+    of thousands of them; and such words say little about relevance anyway (their inverse
+    document frequency is near zero). Walking the index in row id order stops early.
+    """
+    newest_first = "documents_fts.rowid DESC"
+    found = _ids(db, _fts_join(where, newest_first, ":title_match", ranked=False), params)
+    if len(found) < params["fetch"]:
+        rest = _fts_join(where, newest_first, ":match", ranked=False)
+        found.update(_ids(db, rest, {**params, "fetch": params["fetch"] * 2}))
+    return found
+
+
+def _fts_join(where: list[str], order: str, match: str, *, ranked: bool = True) -> str:
+    rank = "documents_fts.rank" if ranked else "NULL"  # rank runs bm25: not when unused
+    return (
+        f"SELECT d.id, {rank} FROM documents_fts "
+        "CROSS JOIN documents d ON d.id = documents_fts.rowid WHERE "
+        + " AND ".join([f"documents_fts MATCH {match}", *where])
+        + f" ORDER BY {order} LIMIT :fetch"
+    )
+
+
+def _ids(db: sqlite3.Connection, sql: str, params: dict[str, Any]) -> dict[int, float | None]:
+    return {row[0]: row[1] for row in db.execute(sql, params)}
 
 
 def _listed_hits(
@@ -514,7 +594,7 @@ def _listed_hits(
 ) -> list[SearchHit]:
     ids = db.execute(
         f"SELECT d.id FROM documents d WHERE {' AND '.join(where)} "
-        "ORDER BY d.created DESC, d.source_id, d.doc_id DESC LIMIT :limit",
+        "ORDER BY d.created DESC, d.id DESC LIMIT :limit",
         params,
     ).fetchall()
     hits = []
