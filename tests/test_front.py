@@ -187,6 +187,7 @@ def test_run_status_when_redis_is_down_is_an_error_not_false() -> None:
 
 
 def test_registers_at_start_and_periodically(omni_manager: FakeManager) -> None:  # noqa: F811
+    omni_manager.check_connector_health = False  # TestClient serves no real port
     manager = ManagerClient(omni_manager.url, timeout=(1, 2), retries=0)
     app = create_app(settings(port=9001), runs=FakeRuns(), manager=manager, register_every=0.1)
     with TestClient(app):

@@ -117,6 +117,8 @@ def test_full_then_incremental_sync_send_exactly_the_changes(omni: OmniSetup) ->
     assert events["document_deleted"] == {f"paperless:{SOURCE}:{ids[1]}"}
     assert fake.sources[SOURCE].checkpoint != checkpoint
     assert only_gets(paperless)
+    # serve registered, and the manager could reach its /health at the connector_url
+    assert fake.registrations[0]["connector_url"] == omni.serve.url
 
 
 def test_a_failed_page_fails_the_run_and_keeps_the_checkpoint(omni: OmniSetup) -> None:

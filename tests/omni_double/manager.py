@@ -74,8 +74,10 @@ class Extraction:
 
 
 class FakeManager:
-    def __init__(self, *, latency: float = 0.0) -> None:
+    def __init__(self, *, latency: float = 0.0, check_connector_health: bool = True) -> None:
         self.latency = latency
+        # The real manager refuses a registration whose connector_url /health does not answer.
+        self.check_connector_health = check_connector_health
         self.sources: dict[str, FakeSource] = {}
         self.runs: dict[str, FakeRun] = {}
         self.contents: dict[str, str] = {}
@@ -392,6 +394,14 @@ class FakeManager:
 
     def _register(self, path: str, body: Any) -> Reply:
         check_manifest(body)
+        if self.check_connector_health:
+            url = body["connector_url"].rstrip("/") + "/health"
+            try:
+                healthy = requests.get(url, timeout=2).status_code == 200
+            except requests.RequestException:
+                healthy = False
+            if not healthy:
+                return 400, {"error": f"Connector health check failed at {url}"}, {}
         self.registrations.append(copy.deepcopy(body))
         return 200, {}, {}
 
