@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
@@ -29,6 +30,10 @@ class FakeRuns:
         self.cancellable: set[str] = set()
 
     def trigger(self, source_id: str, mode: str, run_id: str, is_resume: bool) -> None:
+        if run_id == "belongs-elsewhere":
+            raise ValueError(f"run {run_id} belongs to source other, not {source_id}")
+        if run_id == "redis-down":
+            raise redis.exceptions.ConnectionError("Connection refused")
         if source_id in self.busy:
             raise RunConflict(f"a sync of {source_id} is already running")
         self.triggered.append((source_id, mode, run_id, is_resume))
@@ -96,6 +101,19 @@ def test_sync_of_a_busy_source_is_409(client: TestClient, runs: FakeRuns) -> Non
         "status": "error",
         "message": "Sync already in progress for this source",
     }
+
+
+def test_sync_errors_say_what_happened(client: TestClient) -> None:
+    other = client.post(
+        "/sync", json={"sync_run_id": "belongs-elsewhere", "source_id": "s1", "sync_mode": "full"}
+    )
+    assert other.status_code == 400
+    assert other.json()["message"] == "run belongs-elsewhere belongs to source other, not s1."
+    down = client.post(
+        "/sync", json={"sync_run_id": "redis-down", "source_id": "s1", "sync_mode": "full"}
+    )
+    assert down.status_code == 503
+    assert "check that Redis (REDIS_URL) is reachable" in down.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -177,8 +195,6 @@ def test_run_status_comes_from_redis_and_survives_a_restart(redis_server: RedisS
 
 
 def test_run_status_when_redis_is_down_is_an_error_not_false() -> None:
-    import redis
-
     dead = RunStore(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
     with TestClient(create_app(settings(), runs=PipelineRuns(dead))) as test_client:
         response = test_client.get("/sync/r1")

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from config.settings import Settings, SettingsError, get_settings
 from tasks.omni_client import ManagerClient, ManagerError
@@ -166,9 +167,14 @@ def create_app(
             runs.trigger(body.source_id, mode, body.sync_run_id, body.is_resume)
         except RunConflict:
             return _error(409, "Sync already in progress for this source")
-        except Exception as exc:
-            log.exception("could not start sync %s", body.sync_run_id)
+        except ValueError as exc:  # e.g. a run id that belongs to another source
+            return _error(400, f"{exc}.")
+        except RedisError as exc:
+            log.warning("could not start sync %s: %s", body.sync_run_id, exc)
             return _error(503, f"could not start the sync ({type(exc).__name__}); {_retry}")
+        except Exception:
+            log.exception("could not start sync %s", body.sync_run_id)
+            return _error(500, "could not start the sync; see the connector's log for why.")
         return JSONResponse({"status": "started"})
 
     @app.post("/cancel")
