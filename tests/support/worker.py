@@ -202,7 +202,7 @@ def sync_environment(redis_server: RedisServer, db: int, data_dir: Path) -> Iter
             yield environment
         finally:
             for worker in environment.workers:
-                worker.stop()
+                worker.kill()  # the test is over: nothing left to finish cleanly
             previous.set_current()
             app.close()
             get_settings.cache_clear()
@@ -285,3 +285,23 @@ def page_fetches(double: Any) -> list[list[int]]:
 
 def only_gets(double: Any) -> bool:
     return all(record.method == "GET" for record in double.requests())
+
+
+@contextlib.contextmanager
+def failing_fetches(double: Any, doc_id: int, status: int = 500) -> Iterator[None]:
+    """Every full-document fetch that includes `doc_id` answers `status`; the rest work."""
+    from tests.paperless_double.server import fault_reply
+
+    original = double.api.answer
+
+    def answer(request: Any, version: int) -> Any:
+        ids = request.query.get("id__in", "").split(",")
+        if request.path == "/api/documents/" and str(doc_id) in ids:
+            return fault_reply(status, None)
+        return original(request, version)
+
+    double.api.answer = answer
+    try:
+        yield
+    finally:
+        double.api.answer = original
