@@ -319,6 +319,7 @@ def test_document_filters(paperless: PaperlessDouble) -> None:
     docs = paperless.corpus.documents.values()
     assert set(all_ids(paperless, id__in="3,1,2,999")) == {1, 2, 3}
     assert all_ids(paperless, id__in="3,1,2", ordering="id") == [1, 2, 3]
+    assert len(all_ids(paperless, id__in="", tags__id__in="")) == CORPUS_SIZE  # empty: ignored
     cutoff = sorted(d.modified for d in docs)[CORPUS_SIZE // 2]
     newer = {d.id for d in docs if d.modified > cutoff}
     assert set(all_ids(paperless, modified__gt=cutoff.isoformat().replace("+00:00", "Z"))) == newer

@@ -118,6 +118,8 @@ def document_filter(query: dict[str, str]) -> Callable[[Document], bool]:
     """One predicate for every filter in the query (unknown parameters are ignored)."""
     checks: list[Callable[[Document], bool]] = []
     for name, value in query.items():
+        if value == "":  # django-filter skips empty values
+            continue
         if name in ("id__in", "id"):
             ids = parse_ids(name, value)
             checks.append(lambda d, ids=ids: d.id in ids)  # type: ignore[misc]
@@ -285,7 +287,7 @@ class Api:
         keep = document_filter(request.query)
         ids: set[int] | None = None
         for name in ("id__in", "id"):
-            if name in request.query:  # a page fetch: look the ids up instead of scanning
+            if request.query.get(name):  # a page fetch: look the ids up instead of scanning
                 wanted = parse_ids(name, request.query[name]) - self.double.faults.vanished()
                 ids = wanted if ids is None else ids & wanted
         with self.double.lock:
