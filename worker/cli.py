@@ -181,17 +181,16 @@ def format_duration(seconds: float | None) -> str:
     return " ".join(parts[:2])
 
 
-_settings_ready = False
+_logging_set_for: list[Settings] = []  # the settings logging was last set up from
 
 
 def _settings() -> Settings:
-    global _settings_ready
     settings = get_settings()
-    if not _settings_ready:
+    if not _logging_set_for or _logging_set_for[0] is not settings:
         # INFO lines would bury the command's own output; an explicit LOG_LEVEL wins.
         quiet = "log_level" not in settings.model_fields_set
         setup_logging(settings.model_copy(update={"log_level": "WARNING"}) if quiet else settings)
-        _settings_ready = True
+        _logging_set_for[:] = [settings]
     return settings
 
 
