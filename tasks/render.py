@@ -57,7 +57,8 @@ def render_document(
     link_titles: dict[int, str],
 ) -> IndexedDocument:
     doc = parse_document(raw)
-    title = _clean(doc.title or "").strip() or doc.original_file_name or f"Document {doc.id}"
+    fallback = _clean(doc.original_file_name or "").strip() or f"Document {doc.id}"
+    title = _clean(doc.title or "").strip() or fallback
     content = _clean(doc.content or "")
     fields = _custom_fields(doc, snapshot, link_titles)
     notes = [_note(n.note, n.created, n.user, snapshot) for n in doc.notes]

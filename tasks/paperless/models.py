@@ -119,11 +119,21 @@ def parse_document(raw: dict[str, Any]) -> Document:
 
 def _describe(exc: ValidationError, doc_id: Any) -> str:
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "document"
-    value = first.get("input")
-    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    # Drop the union members pydantic adds to the location (e.g. notes.0.user.NoteUser).
+    parts = [str(p) for p in first["loc"] if isinstance(p, int) or str(p).islower()]
+    field = ".".join(p for p in parts if p not in _TYPE_NAMES) or "document"
+    value = repr(first.get("input"))
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    message = str(first["msg"])
+    if message.startswith("Value error, "):  # our own validators already show the value
+        detail = message.removeprefix("Value error, ")
+    else:
+        detail = f"{shown}: {message[:1].lower()}{message[1:]}"
     who = f"document {doc_id}" if doc_id is not None else "a document without id"
-    return f"{who} has an invalid {field} ({shown}: {first['msg']}); fix it in Paperless-ngx"
+    return f"{who} has an invalid {field} ({detail}); fix it in Paperless-ngx"
+
+
+_TYPE_NAMES = frozenset({"int", "str", "float", "bool", "list", "dict", "none"})
 
 
 def utc_rfc3339(value: datetime) -> str:
