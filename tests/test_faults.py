@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from celery import current_app
 
 from tasks.trigger import AlreadyRunning, trigger_sync
 from tests.paperless_double import PaperlessDouble, generate_corpus
@@ -287,7 +288,10 @@ def test_one_source_triggered_from_everywhere_at_once_gets_one_run(
     started: list[str] = []
     refused: list[str] = []
 
+    app = current_app._get_current_object()
+
     def trigger(origin: str) -> None:
+        app.set_current()  # Celery's current app is per thread
         start.wait()
         try:
             started.append(trigger_sync("crowded", "incremental", trigger=origin).run_id)
