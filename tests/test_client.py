@@ -17,6 +17,7 @@ from tasks.paperless.errors import (
     AuthenticationError,
     BadResponseError,
     NotFoundError,
+    PaperlessError,
     TransientError,
     UnreachableError,
     VersionError,
@@ -29,6 +30,7 @@ from tests.support.client_http import (
     page,
     paperless_headers,
     requested_version,
+    self_signed_tls,
     versioned,
 )
 
@@ -74,8 +76,8 @@ class Corpus:
 def serve() -> Iterator[Any]:
     servers: list[ScriptedServer] = []
 
-    def start(answer: Any) -> ScriptedServer:
-        server = ScriptedServer(answer)
+    def start(answer: Any, tls: Any = None) -> ScriptedServer:
+        server = ScriptedServer(answer, tls)
         servers.append(server)
         return server
 
@@ -418,6 +420,24 @@ def test_a_read_timeout_is_transient(serve) -> None:
     client = client_for(server, api_version=10, read_timeout=0.1, retries=1)
     with pytest.raises(TransientError, match=r"did not answer GET /api/tags/ within 0\.1 s"):
         client.list_lookup("tags")
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_verification(serve, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    context, cert_file = self_signed_tls(tmp_path)
+    server = serve(versioned(Corpus()), context)
+    assert server.url.startswith("https://")
+    with pytest.raises(PaperlessError) as caught:
+        client_for(server).probe()
+    assert not isinstance(caught.value, TransientError)  # retrying will not fix a certificate
+    assert assert_clean(caught.value) == (
+        f"could not verify the TLS certificate of 127.0.0.1:{server.port} on "
+        "GET /api/documents/: fix the certificate or set CA_BUNDLE to your CA's bundle"
+    )
+    assert client_for(server, verify=str(cert_file)).probe().document_count == 25
+    # verify=False holds even when the environment names a CA bundle.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    assert client_for(server, verify=False).probe().document_count == 25
 
 
 # -- read-only -----------------------------------------------------------------------------

@@ -183,6 +183,9 @@ class Transport:
         self.server_version: str | None = None  # X-Version of the last answer
         self.session = _GetOnlySession()
         self.session.auth = _TokenAuth(token.strip())
+        # Passed with every request too: a session-level verify=False loses against
+        # REQUESTS_CA_BUNDLE in requests' environment merge.
+        self.verify = verify
         self.session.verify = verify
         retry = _ThrottleAwareRetry(
             total=retries,
@@ -215,7 +218,12 @@ class Transport:
         try:
             with slot:
                 response = self.session.get(
-                    url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    verify=self.verify,
+                    allow_redirects=False,
                 )
         except requests.exceptions.SSLError:
             raise PaperlessError(
