@@ -27,7 +27,15 @@ from tasks.paperless.client import PaperlessClient
 from tasks.paperless.errors import BadResponseError, PaperlessError, TransientError
 from tasks.paperless.models import utc_rfc3339
 from tasks.render import light_fingerprint, linked_ids, principals, render_document
-from tasks.runs import ACTIVE_RUNS_KEY, ACTIVE_STATES, RunRecord, RunState, RunStore, one_line
+from tasks.runs import (
+    ACTIVE_RUNS_KEY,
+    ACTIVE_STATES,
+    FINAL_STATES,
+    RunRecord,
+    RunState,
+    RunStore,
+    one_line,
+)
 from tasks.sinks.base import Checkpoint, RunInfo, SourceConfig, StoredState
 from tasks.snapshot import LookupSnapshot
 from tasks.wiring import Wiring, make_client, wiring
@@ -49,6 +57,21 @@ class LockLost(PipelineError):
 
 class PageFailed(PipelineError):
     pass
+
+
+class RunStopped(Exception):
+    """The run was cancelled or failed elsewhere: this task ends quietly."""
+
+
+def hold(store: RunStore, lock: SourceLock, run_id: str) -> None:
+    """Renew the run's lease on its source, unless the run stopped or lost the source."""
+    if store.stop_reason(run_id):
+        raise RunStopped(run_id)  # never retake the lock of a cancelled run
+    if not lock.renew():
+        raise LockLost(
+            f"run {run_id} lost the lock of {lock.source_id} to another run; it stops so "
+            "that only one run writes the source"
+        )
 
 
 def retryable(exc: BaseException) -> bool:
@@ -191,7 +214,11 @@ def start_run(run_id: str, attempt: int) -> list[int] | None:
         log.info("run %s resumes with %d missing pages", run_id, len(missing))
         return missing
     store.set_fields(run_id, fence=lock.take_fence())
-    return list(range(plan_run(w, store, record, lock)))
+    try:
+        return list(range(plan_run(w, store, record, lock)))
+    except RunStopped:
+        lock.release()
+        return None
 
 
 def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) -> int:
@@ -205,7 +232,7 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     if snapshot.degraded:
         store.note_degraded(run.run_id, snapshot.degraded)
     w.sink.record_principals(run, principals(snapshot, run.source_id))
-    lock.renew()
+    hold(store, lock, run.run_id)
     light, server_time = client.list_light()
     listed: dict[int, tuple[str, Any]] = {}
     links: dict[int, set[int]] = {}  # documentlink fields: who shows whose title
@@ -216,7 +243,7 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
         if linked:
             links[doc_id] = linked
     del light  # the scheduler keeps ids, fingerprints and links only
-    lock.renew()
+    hold(store, lock, run.run_id)
     stored = w.sink.stored_states(run.source_id)
     checkpoint = ctx.config.checkpoint or Checkpoint()
     gone = (expand_ranges(checkpoint.known_ids) | set(stored)) - set(listed)
@@ -328,7 +355,9 @@ def fetch_page(run_id: str, page: int) -> dict[str, int]:
     store = RunStore(w.redis)
     result = {"page": page}
     record = store.get(run_id)
-    if record is None or store.stop_reason(run_id) or store.is_page_done(run_id, page):
+    if record is None or record.state in FINAL_STATES or store.is_page_done(run_id, page):
+        return result
+    if store.stop_reason(run_id):
         return result
     unfinished = store.begin_delivery(run_id, page)
     try:
@@ -339,11 +368,7 @@ def fetch_page(run_id: str, page: int) -> dict[str, int]:
             )
         store.heartbeat(run_id)
         lock = source_lock(w, store, record)
-        if not lock.renew():
-            raise LockLost(
-                f"run {run_id} lost the lock of {record.source_id} to another run; "
-                "it stops so that only one run writes the source"
-            )
+        hold(store, lock, run_id)
         ids = store.page_ids(run_id, page)
         if ids is None:
             raise PageFailed(
@@ -352,12 +377,12 @@ def fetch_page(run_id: str, page: int) -> dict[str, int]:
             )
         ctx = context(w, store, record)
         docs, counts, errors = read_documents(ctx, ids)
-        if store.stop_reason(run_id):
-            return result
+        hold(store, lock, run_id)
         write_changed(w, ctx.run, docs, counts, ctx.client)
-        lock.renew()
         if store.page_done(run_id, page, counts, errors):
             w.sink.progress(ctx.run, counts["scanned"])
+        return result
+    except RunStopped:
         return result
     finally:
         store.end_delivery(run_id, page)

@@ -10,6 +10,7 @@ anything else fails the run at once with its cause.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from celery import chord, group, shared_task
@@ -64,7 +65,10 @@ def dispatch(run_id: str, attempt: int, pages: list[int]) -> None:
     header = group(
         fetch_page.si(run_id, page).set(task_id=f"{run_id}:page:{page}:{attempt}") for page in pages
     )
-    body = finalize.si(run_id, attempt).set(task_id=f"{run_id}:finalize:{attempt}")
+    # A redelivered finalizer keeps its id and may go on; a duplicate chord's finalizer
+    # (the scheduler redelivered after dispatching) has another id and is turned away.
+    nonce = uuid.uuid4().hex[:8]
+    body = finalize.si(run_id, attempt).set(task_id=f"{run_id}:finalize:{attempt}:{nonce}")
     body.link_error(run_failed.si(run_id, attempt=attempt))
     chord(header, body).apply_async()
 

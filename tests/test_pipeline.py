@@ -58,7 +58,7 @@ def test_a_full_sync_lands_every_document_exactly_once(
     assert (done.pages_total, done.pages_done) == (13, 13)
     assert (done.scanned, done.written, done.unchanged, done.failed) == (320, 320, 0, 0)
     assert sync_env.store.field(record.run_id, "commits") == "1"  # the finalizer ran once
-    finalizer = f"paperless.finalize[{record.run_id}:finalize:1]"
+    finalizer = f"paperless.finalize[{record.run_id}:finalize:1:"
     assert sync_env.workers[0].log().count(finalizer) == 2  # received, succeeded
     checkpoint = sync_env.checkpoint("full")
     assert checkpoint is not None
