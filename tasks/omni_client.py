@@ -161,6 +161,13 @@ class ManagerClient:
         body = {"sync_run_id": run_id, "source_id": source_id, "events": events}
         self._call("POST", "/sdk/events/batch", json=body)
 
+    def event(self, run_id: str, source_id: str, event: dict[str, Any]) -> None:
+        body = {"sync_run_id": run_id, "source_id": source_id, "event": event}
+        self._call("POST", "/sdk/events", json=body)
+
+    def put_connector_state(self, source_id: str, state: dict[str, Any]) -> None:
+        self._call("PUT", f"/sdk/source/{source_id}/connector-state", json=state)
+
     def close(self) -> None:
         self._session.close()
 

@@ -42,6 +42,24 @@ def test_create_sync_and_conflict(manager: ManagerClient, omni_manager: FakeMana
     assert unknown.value.status == 404
 
 
+def test_single_event_and_connector_state(
+    manager: ManagerClient,
+    omni_manager: FakeManager,  # noqa: F811
+) -> None:
+    omni_manager.add_source("s1", "http://p.test", SECRET)
+    run_id = omni_manager.create_run("s1")
+    deleted = {
+        "type": "document_deleted",
+        "sync_run_id": run_id,
+        "source_id": "s1",
+        "document_id": "paperless:s1:4",
+    }
+    manager.event(run_id, "s1", deleted)
+    assert omni_manager.event_types(run_id) == ["document_deleted"]
+    manager.put_connector_state("s1", {"note": "kept by Omni"})
+    assert manager.sync_config("s1")["connector_state"] == {"note": "kept by Omni"}
+
+
 def test_unknown_source_config_is_a_clear_error(manager: ManagerClient) -> None:
     with pytest.raises(SourceNotKnown, match=r"does not know this source .*check the source id"):
         manager.sync_config("missing")

@@ -39,6 +39,7 @@ class FakeSource:
     checkpoint: dict[str, Any] | None = None
     active: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    connector_state: dict[str, Any] | None = None
 
 
 @dataclass
@@ -268,7 +269,7 @@ class FakeManager:
             {
                 "config": {"base_url": source.base_url, **source.config},
                 "credentials": {"api_key": source.api_key},
-                "connector_state": None,
+                "connector_state": copy.deepcopy(source.connector_state),
                 "checkpoint": copy.deepcopy(source.checkpoint),
                 "source_type": "paperless_ngx",
                 "user_filter_mode": "all",
@@ -392,6 +393,13 @@ class FakeManager:
             return 409, {"error": "a sync is already running for this source"}, {}
         return 200, {"sync_run_id": run_id}, {}
 
+    def _connector_state(self, path: str, body: Any) -> Reply:
+        source = self.sources.get(path.split("/")[3])
+        if source is None:
+            return 404, {"error": "source not found"}, {}
+        source.connector_state = copy.deepcopy(check_type(body, dict, "connector-state"))
+        return 200, {}, {}
+
     def _register(self, path: str, body: Any) -> Reply:
         check_manifest(body)
         if self.check_connector_health:
@@ -425,6 +433,7 @@ _ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/sdk/sync/*/fail"): FakeManager._fail,
     ("POST", "/sdk/sync/create"): FakeManager._create,
     ("POST", "/sdk/register"): FakeManager._register,
+    ("PUT", "/sdk/source/*/connector-state"): FakeManager._connector_state,
 }
 
 
