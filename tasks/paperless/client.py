@@ -219,7 +219,7 @@ class PaperlessClient:
         told = f" (it offers API {newest})" if newest is not None else ""
         return VersionError(
             f"Paperless-ngx at {self.host} speaks none of the API versions 7 to 10{told} "
-            "on GET /api/documents/: upgrade Paperless-ngx to 1.14 or newer"
+            "on GET /api/documents/: upgrade Paperless-ngx to 2.14 or newer"
         )
 
     def _get(self, path: str, params: dict[str, Any]) -> requests.Response:
