@@ -95,6 +95,9 @@ def configure_beat(app: Celery, settings: Settings | None = None) -> None:
         redbeat_redis_url=settings.redis_url,
         redbeat_key_prefix=KEY_PREFIX,
         redbeat_lock_timeout=int(RECONCILE_SECONDS * 5),
+        # Ride out a Redis restart for a minute instead of exiting at the first refused
+        # connection; set explicitly so RedBeat does not borrow the broker's options.
+        redbeat_redis_options={"retry_period": 60},
     )
 
 
