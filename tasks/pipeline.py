@@ -378,7 +378,7 @@ def fetch_page(run_id: str, page: int) -> dict[str, int]:
         ctx = context(w, store, record)
         docs, counts, errors = read_documents(ctx, ids)
         hold(store, lock, run_id)
-        write_changed(w, ctx.run, docs, counts, ctx.client)
+        write_changed(w, ctx.run, docs, counts, errors, ctx.client)
         if store.page_done(run_id, page, counts, errors):
             w.sink.progress(ctx.run, counts["scanned"])
         return result
@@ -434,15 +434,33 @@ def write_changed(
     run: RunInfo,
     docs: list[IndexedDocument],
     counts: dict[str, int],
+    errors: list[dict[str, Any]],
     files: PaperlessClient,
 ) -> None:
     """Write the documents whose fingerprints differ from what the sink holds."""
     held = w.sink.stored_states(run.source_id, [doc.doc_id for doc in docs]) if docs else {}
     changed = [doc for doc in docs if _differs(held.get(doc.doc_id), doc)]
+    written = changed
     if changed:
-        w.sink.write(run, changed, files=files)
-    counts["written"] = len(changed)
+        try:
+            w.sink.write(run, changed, files=files)
+        except Exception as exc:
+            if retryable(exc) or len(changed) == 1:
+                raise
+            # One document the sink refuses must not hold back the others of the page.
+            written = []
+            for doc in changed:
+                try:
+                    w.sink.write(run, [doc], files=files)
+                except Exception as single:
+                    if retryable(single):
+                        raise
+                    errors.append({"doc_id": doc.doc_id, "reason": cause_of(single)})
+                else:
+                    written.append(doc)
+    counts["written"] = len(written)
     counts["unchanged"] = len(docs) - len(changed)
+    counts["failed"] += len(changed) - len(written)
 
 
 def _differs(held: StoredState | None, doc: IndexedDocument) -> bool:

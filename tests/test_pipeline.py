@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tasks.trigger import AlreadyRunning, trigger_sync
-from tests.paperless_double import PaperlessDouble, generate_corpus
+from tests.paperless_double import BAD_DATA_KINDS, PaperlessDouble, generate_corpus
 from tests.support.worker import (
     SyncEnv,
     only_gets,
@@ -190,3 +190,23 @@ def test_bad_vanished_and_unreadable_parts_do_not_sink_the_run(
 
 def _is_link(double: PaperlessDouble, field: int) -> bool:
     return bool(double.corpus.lookups["custom_fields"][field].attrs["data_type"] == "documentlink")
+
+
+def test_every_kind_of_bad_data_is_reported_per_document_and_loses_nothing(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    sync_env.add_source("allbad", paperless)
+    kinds = sorted(BAD_DATA_KINDS)
+    for doc_id, kind in zip(range(10, 10 + len(kinds)), kinds, strict=True):
+        paperless.faults.bad_document(doc_id, kind)
+
+    run = sync_env.wait(trigger_sync("allbad", "full").run_id, timeout=120)
+
+    assert run.state == "completed", run.error
+    errors = sync_env.store.errors(run.run_id)
+    assert run.failed == len(errors)
+    assert all(error["reason"] and "\n" not in error["reason"] for error in errors)
+    held = set(sink_fingerprints(sync_env, "allbad"))
+    reported = {error["doc_id"] for error in errors}
+    assert held | reported == {doc["id"] for doc in paperless.visible_documents("admin")}
+    assert not held & reported
