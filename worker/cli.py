@@ -54,6 +54,7 @@ PLUGGED_COMMANDS = {
     "serve": ("worker.front", "serve_command"),
     "run-demo": ("worker.demo", "run_demo_command"),
     "worker": ("worker.app", "worker_command"),
+    "flower": ("worker.flower_config", "command"),
 }
 
 
