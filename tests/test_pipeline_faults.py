@@ -43,6 +43,9 @@ def test_a_page_that_keeps_failing_fails_the_run_and_the_next_run_recovers(
     assert sync_env.checkpoint("main") == before  # the checkpoint did not move
     assert sync_env.store.field(run.run_id, "commits") is None
     assert f"paperless.finalize[{run.run_id}" not in worker.log()  # never after a failed page
+    # The chord's error callback still runs once, and finds the run already failed.
+    sync_env.wait_for(lambda: "{'failed': False}" in worker.log(), what="the error callback")
+    assert worker.log().count("Task paperless.run_failed[") == 2  # received, succeeded
     assert sync_env.store.active_run("main") is None  # the source is free again
     assert only_gets(paperless)
 

@@ -249,3 +249,32 @@ def test_a_resume_is_refused_while_another_run_holds_the_source(
         trigger_sync("main", "full", run_id=run_id, is_resume=True)
     assert refused.value.run_id == other
     assert page_fetches(paperless) == []
+
+
+def test_the_error_callback_fails_the_run_with_the_recorded_or_found_cause(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    from tasks.sync_tasks import run_failed
+
+    run_id = _planned(sync_env, paperless)
+    # Called as a plain function: nothing recorded a cause (a time limit killed the page).
+    assert run_failed.run(run_id, attempt=1) == {"failed": True}
+    record = sync_env.store.get(run_id)
+    assert record is not None and record.state == "failed"
+    assert record.error == "a task of the run failed without saying why; see the worker's log"
+    assert run_failed.run(run_id, attempt=1) == {"failed": False}  # only once
+
+    second = _planned_again(sync_env)
+    sync_env.store.record_cause(second, "page 2 failed: GET /api/documents/ answered 503")
+    run_failed.run(second, attempt=1)
+    record = sync_env.store.get(second)
+    assert record is not None and record.error == (
+        "page 2 failed: GET /api/documents/ answered 503"
+    )
+
+
+def _planned_again(sync_env: SyncEnv) -> str:
+    run_id = trigger_sync("main", "incremental").run_id
+    sync_env.store.redis.delete("control")
+    assert pipeline.start_run(run_id, attempt=1) is not None
+    return run_id
