@@ -1,0 +1,133 @@
+"""The randomized model check of issue 8: random changes, faults and kills, then a sync.
+
+Each round applies 1-6 random mutations to the Paperless-ngx double (edits, additions,
+deletions, trash and restore, notes, versions, shares and owners, bulk edits, renames,
+relabelled select options), moves the server's clock on, sometimes injects HTTP faults or
+kills a pool process of the real worker mid-run, and runs an incremental sync (sometimes a
+full one). After every run that completed, the local index's export must equal what the
+server shows the token's user, field by field, including permissions: once against a fresh
+rendering of the server's state, once against the double's records directly.
+
+Seed and rounds: MODEL_CHECK_SEED (default 8) and MODEL_CHECK_ROUNDS (default 30), e.g.
+`MODEL_CHECK_ROUNDS=300 MODEL_CHECK_SEED=$RANDOM pytest -m slow tests/test_model_check.py`.
+A failure names the seed, the round and its mutations.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tasks.trigger import trigger_sync
+from tests.paperless_double import PaperlessDouble, generate_corpus
+from tests.support.model_check import (
+    Mutator,
+    model_mismatches,
+    pool_children,
+    rendered_documents,
+    rendered_mismatches,
+)
+from tests.support.worker import SyncEnv, WorkerProcess, only_gets
+
+SEED = int(os.environ.get("MODEL_CHECK_SEED", "8"))
+ROUNDS = int(os.environ.get("MODEL_CHECK_ROUNDS", "30"))
+CORPUS_SIZE = 150
+SOURCE = "model"
+
+
+@pytest.fixture
+def double() -> Iterator[PaperlessDouble]:
+    server = PaperlessDouble(generate_corpus(CORPUS_SIZE, seed=SEED)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("user", ["admin", "alice"])
+def test_random_changes_faults_and_kills_always_end_in_the_servers_state(
+    sync_env: SyncEnv, double: PaperlessDouble, user: str
+) -> None:
+    rng = random.Random(f"{SEED}:{user}")
+    worker = sync_env.start_worker(concurrency=2, http_retries="5")  # the shipped default
+    sync_env.add_source(SOURCE, double, user=user)
+    mutator = Mutator(double, rng)
+    history: list[str] = [f"seed {SEED}, user {user}"]
+    completed = 0
+    runs: list[str] = []
+
+    def check(round_no: int) -> None:
+        exported = {int(row["doc_id"]): row for row in sync_env.index().export(SOURCE)}
+        visible = [int(doc["id"]) for doc in double.visible_documents(user)]
+        where = "\n".join(history)
+        assert sorted(exported) == visible, f"round {round_no}: ids differ\n{where}"
+        problems = rendered_mismatches(exported, rendered_documents(double, SOURCE, user))
+        problems += model_mismatches(double, exported, SOURCE, user)
+        assert not problems, f"round {round_no}: " + "\n".join(problems[:10]) + f"\n{where}"
+
+    def sync(round_no: int, mode: str, *, faulty: bool, kill: bool) -> str:
+        nonlocal completed
+        before = sync_env.checkpoint(SOURCE)
+        if faulty:
+            double.faults.add(rate=0.2, statuses=[500, 503, 429], retry_after=1, seed=round_no)
+            double.faults.add(r"^/api/documents/$", rate=0.05, drop=True, seed=round_no)
+        if kill:
+            double.faults.latency = 0.05  # a run of a few seconds, so the kill lands in it
+        run_id = trigger_sync(SOURCE, mode).run_id
+        runs.append(run_id)
+        killed = kill_pool_mid_run(sync_env, worker, run_id, rng.uniform(0, 1)) if kill else ""
+        record = sync_env.wait(run_id, timeout=180)
+        double.faults.clear()
+        after = sync_env.checkpoint(SOURCE)
+        outcome = f"{mode}{' faulty' if faulty else ''}{killed}: {record.state}"
+        history.append(f"round {round_no}: {outcome}")
+        if record.state != "completed":
+            assert faulty or kill, f"round {round_no}: {record.error}\n" + "\n".join(history)
+            assert after == before, f"round {round_no}: a failed run moved the checkpoint"
+            return outcome
+        completed += 1
+        assert after is not None and after != before, f"round {round_no}: checkpoint not moved"
+        if before is not None:
+            assert after["watermark"] > before["watermark"]
+        check(round_no)
+        return outcome
+
+    sync(0, "full", faulty=False, kill=False)
+    for round_no in range(1, ROUNDS + 1):
+        double.clock.advance(rng.uniform(2, 120))  # so `modified` and the watermark move
+        with double.lock:
+            history.extend(f"  {mutator.mutate()}" for _ in range(rng.randint(1, 6)))
+        mode = "full" if rng.random() < 0.15 else "incremental"
+        sync(round_no, mode, faulty=rng.random() < 0.2, kill=rng.random() < 0.1)
+    if not history[-1].endswith("completed"):  # the last round failed: the next run repairs
+        double.clock.advance(5)
+        sync(ROUNDS + 1, "incremental", faulty=False, kill=False)
+
+    print("\n".join(history))  # shown with -s: what the rounds did
+    assert only_gets(double)
+    commits = sum(int(sync_env.store.field(run_id, "commits") or 0) for run_id in runs)
+    assert commits == completed
+
+
+def kill_pool_mid_run(env: SyncEnv, worker: WorkerProcess, run_id: str, delay: float) -> str:
+    """SIGKILL the worker's pool processes `delay` s into the run; what happened, in words."""
+    env.wait_for(
+        lambda: (r := env.store.get(run_id)) is not None and r.state != "queued",
+        timeout=30,
+        what="the run started",
+    )
+    time.sleep(delay)
+    record = env.store.get(run_id)
+    if record is None or not record.running:
+        return " (kill too late: run already over)"
+    assert worker.process is not None
+    children = pool_children(worker.process.pid)
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    return f" killed pool {children} at page {record.pages_done}/{record.pages_total}"
