@@ -12,6 +12,7 @@ import pytest
 from tasks import pipeline
 from tasks.trigger import AlreadyRunning, cancel_run, trigger_sync
 from tests.paperless_double import PaperlessDouble
+from tests.support.redis_server import RedisServer
 from tests.support.worker import (
     SyncEnv,
     failing_fetches,
@@ -164,3 +165,38 @@ def test_a_run_whose_worker_was_killed_resumes_on_another_worker(
 def _pages_done(sync_env: SyncEnv, run_id: str) -> int:
     record = sync_env.store.get(run_id)
     return 0 if record is None else record.pages_done
+
+
+@pytest.mark.slow
+def test_losing_redis_mid_run_loses_no_document(
+    sync_env: SyncEnv, paperless: PaperlessDouble, redis_server: RedisServer
+) -> None:
+    sync_env.start_worker(page_size="5")
+    sync_env.add_source("main", paperless)
+    assert sync_env.wait(trigger_sync("main", "full").run_id).state == "completed"
+    before = sync_env.checkpoint("main")
+    edited = sorted(paperless.corpus.documents)[:80]
+    for doc_id in edited:
+        paperless.edit_document(doc_id, title=f"Edited before the crash {doc_id}")
+    paperless.faults.set_latency(r"^/api/documents/$", 0.2)
+    run_id = trigger_sync("main", "incremental").run_id
+    sync_env.wait_for(lambda: _pages_done(sync_env, run_id) >= 2, what="two pages done")
+
+    redis_server.restart()  # every key gone: run record, ledger, chord, lock, queues
+
+    time.sleep(3)
+    assert sync_env.checkpoint("main") == before  # nothing was committed
+    paperless.faults.clear()
+    deadline = time.monotonic() + 30
+    while True:  # the worker reconnects to the new Redis on its own
+        try:
+            run = sync_env.wait(trigger_sync("main", "incremental").run_id, timeout=30)
+            break
+        except AlreadyRunning:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert run.state == "completed", run.error
+    exported = {row["doc_id"]: row["title"] for row in sync_env.index().export("main")}
+    assert all(exported[i] == f"Edited before the crash {i}" for i in edited)
+    assert sink_fingerprints(sync_env, "main") == server_fingerprints(paperless, "main")

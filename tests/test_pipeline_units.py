@@ -278,3 +278,19 @@ def _planned_again(sync_env: SyncEnv) -> str:
     sync_env.store.redis.delete("control")
     assert pipeline.start_run(run_id, attempt=1) is not None
     return run_id
+
+
+def test_a_run_whose_source_is_locked_by_another_fails_with_a_clear_reason(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    sync_env.add_source("main", paperless)
+    holder = SourceLock(sync_env.store.redis, "main", new_token(), ttl_seconds=30)
+    assert holder.acquire()  # e.g. a run of an older deployment still finishing
+    run_id = trigger_sync("main", "full").run_id
+    sync_env.store.redis.delete("control")
+    assert pipeline.start_run(run_id, attempt=1) is None
+    record = sync_env.store.get(run_id)
+    assert record is not None and record.state == "failed"
+    assert record.error == ("a sync of main is already running; wait for it to end or cancel it")
+    assert holder.holder() == holder.token  # the other run keeps its lock
+    assert paperless.requests() == []
