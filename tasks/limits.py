@@ -117,6 +117,7 @@ class ServerLimiter:
                 raise ServerBusy(
                     f"waited {self.max_wait:g} s for one of the {self.capacity} request slots "
                     "of this Paperless-ngx server: it is slow or backing off; the task retries "
-                    "later (raise MAX_CONCURRENCY_PER_SERVER if the server can take more)"
+                    "later (raise MAX_CONCURRENCY_PER_SERVER if the server can take more)",
+                    retry_after=pause if answer < 0 else None,  # the rest of a backoff
                 )
             time.sleep(pause)

@@ -124,3 +124,13 @@ def test_the_client_holds_a_slot_around_each_request(
     seen.append(limiter.in_flight())
     client.close()
     assert seen == [1, 0]
+
+
+def test_a_backoff_longer_than_the_wait_is_handed_to_the_task_retry(redis: Redis) -> None:
+    limiter = ServerLimiter(redis, URL, capacity=2, max_wait_seconds=0.5)
+    limiter.backoff(30)
+    started = time.monotonic()
+    with pytest.raises(ServerBusy) as raised, limiter.slot():
+        pass
+    assert time.monotonic() - started < 0.5  # no point sleeping in the task
+    assert raised.value.retry_after is not None and 25 < raised.value.retry_after <= 30
