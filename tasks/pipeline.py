@@ -67,6 +67,7 @@ def hold(store: RunStore, lock: SourceLock, run_id: str) -> None:
     """Renew the run's lease on its source, unless the run stopped or lost the source."""
     if store.stop_reason(run_id):
         raise RunStopped(run_id)  # never retake the lock of a cancelled run
+    store.heartbeat(run_id)
     if not lock.renew():
         raise LockLost(
             f"run {run_id} lost the lock of {lock.source_id} to another run; it stops so "
@@ -208,7 +209,8 @@ def start_run(run_id: str, attempt: int) -> list[int] | None:
         lock.release()  # cancelled while it waited in the queue
         return None
     fence = store.field(run_id, "fence")
-    if store.plan(run_id) is not None and fence is not None and lock.fence() == int(fence):
+    plan_intact = store.plan(run_id) is not None and store.has_snapshot(run_id)
+    if plan_intact and fence is not None and lock.fence() == int(fence):
         missing = store.missing_pages(run_id)
         store.reset_deliveries(run_id, missing)
         log.info("run %s resumes with %d missing pages", run_id, len(missing))
@@ -366,7 +368,6 @@ def fetch_page(run_id: str, page: int) -> dict[str, int]:
                 f"page {page} of run {run_id} was started {unfinished - 1} times and its worker "
                 "died each time; check the worker's log and memory limit"
             )
-        store.heartbeat(run_id)
         lock = source_lock(w, store, record)
         hold(store, lock, run_id)
         ids = store.page_ids(run_id, page)

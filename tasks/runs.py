@@ -421,6 +421,9 @@ class RunStore:
     def save_snapshot(self, run_id: str, payload: str) -> None:
         self.redis.set(Keys(run_id).snapshot, payload, ex=WORK_TTL_SECONDS)
 
+    def has_snapshot(self, run_id: str) -> bool:
+        return bool(self.redis.exists(Keys(run_id).snapshot))
+
     def load_snapshot(self, run_id: str) -> str | None:
         raw = self.redis.get(Keys(run_id).snapshot)
         return None if raw is None else _text(raw)
