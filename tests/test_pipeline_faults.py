@@ -200,3 +200,23 @@ def test_losing_redis_mid_run_loses_no_document(
     exported = {row["doc_id"]: row["title"] for row in sync_env.index().export("main")}
     assert all(exported[i] == f"Edited before the crash {i}" for i in edited)
     assert sink_fingerprints(sync_env, "main") == server_fingerprints(paperless, "main")
+
+
+@pytest.mark.slow
+def test_a_warm_restart_of_the_worker_mid_run_carries_the_run_on(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    first = sync_env.start_worker(page_size="5")
+    sync_env.add_source("main", paperless)
+    paperless.faults.set_latency(r"^/api/documents/$", 0.2)
+    run_id = trigger_sync("main", "full").run_id
+    sync_env.wait_for(lambda: _pages_done(sync_env, run_id) >= 4, what="four pages done")
+
+    first.stop(warm=True)  # a deploy: SIGTERM, running pages finish, the rest go back
+    assert sync_env.store.redis.llen("pages") > 0
+    sync_env.start_worker()
+    done = sync_env.wait(run_id)
+
+    assert done.state == "completed", done.error
+    assert done.pages_done == 40 and done.attempt == 1  # no resume was needed
+    assert sink_fingerprints(sync_env, "main") == server_fingerprints(paperless, "main")
