@@ -12,8 +12,12 @@ sets them in the test's environment (so `tasks.trigger`, `RunStore` and `LocalIn
 test process see what the worker sees) and makes a Celery app on that Redis the current
 app while the test runs. `worker` starts `celery -A worker worker -Q control,pages -P prefork`
 in its own process group with that environment, waits until it is ready, and stops it
-afterwards (SIGTERM, then SIGKILL); its log is in `worker.log_path`. More workers:
-`sync_env.start_worker(...)`. Never eager mode: tasks run in the worker process.
+afterwards; its log is in `worker.log_path` (`worker.log()`). More workers, or other
+settings for a worker: `sync_env.start_worker(page_size="5", connector_manager_url=...)`
+(keyword names are environment variables, for that worker only). Test settings: PAGE_SIZE
+25, HTTP_RETRIES 1 (a failing page gives up in seconds), LOCK_TTL_SECONDS 30.
+`shared_sync_env` is the same with one worker for a whole module. Never eager mode: tasks
+run in the worker process.
 """
 
 from __future__ import annotations
