@@ -62,6 +62,10 @@ def omni(
         serve.stop()
 
 
+def _names(body: Any, run_id: str) -> bool:
+    return isinstance(body, dict) and body.get("sync_run_id") == run_id
+
+
 def assert_omni_holds(setup: OmniSetup, expected: dict[str, Any]) -> None:
     held = setup.fake.documents(SOURCE)
     assert sorted(held) == sorted(expected)
@@ -97,6 +101,13 @@ def test_full_then_incremental_sync_send_exactly_the_changes(omni: OmniSetup) ->
     checkpoint = fake.sources[SOURCE].checkpoint
     assert checkpoint is not None and checkpoint["watermark"].endswith("Z")
     assert run.late_calls == []
+    # One upload per document; events, counters and heartbeats per page, not per document.
+    textless = sum(not doc.has_text for doc in before.values())
+    assert len(fake.calls("POST", "/sdk/content")) == len(before) - textless
+    assert len(fake.calls("POST", "/sdk/extract-content")) == textless
+    per_run = [c for c in fake.calls(prefix="/sdk/") if first in c.path or _names(c.body, first)]
+    print(f"manager requests per document, full sync: {len(per_run) / len(before):.2f}")
+    assert len(per_run) <= 1.25 * len(before)
 
     ids = sorted(int(key.rsplit(":", 1)[1]) for key in before)
     paperless.edit_document(ids[0], title="Renamed by hand")
