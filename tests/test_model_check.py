@@ -81,7 +81,7 @@ def test_random_changes_faults_and_kills_always_end_in_the_servers_state(
             double.faults.latency = 0.05  # a run of a few seconds, so the kill lands in it
         run_id = trigger_sync(SOURCE, mode).run_id
         runs.append(run_id)
-        killed = kill_pool_mid_run(sync_env, worker, run_id, rng.uniform(0, 1)) if kill else ""
+        killed = kill_pool_mid_run(sync_env, worker, run_id, rng.uniform(0, 0.6)) if kill else ""
         record = sync_env.wait(run_id, timeout=180)
         double.faults.clear()
         after = sync_env.checkpoint(SOURCE)
@@ -116,13 +116,20 @@ def test_random_changes_faults_and_kills_always_end_in_the_servers_state(
 
 
 def kill_pool_mid_run(env: SyncEnv, worker: WorkerProcess, run_id: str, delay: float) -> str:
-    """SIGKILL the worker's pool processes `delay` s into the run; what happened, in words."""
-    env.wait_for(
-        lambda: (r := env.store.get(run_id)) is not None and r.state != "queued",
-        timeout=30,
-        what="the run started",
-    )
-    time.sleep(delay)
+    """SIGKILL the worker's pool processes in the run; what happened, in words.
+
+    A `delay` below 0.3 s kills while the run plans, otherwise once its pages are planned
+    (after the rest of the delay), so both the scheduler and the page tasks get killed.
+    """
+
+    def reached() -> bool:
+        record = env.store.get(run_id)
+        if record is None or not record.running:
+            return record is not None
+        return record.state != "queued" and (delay < 0.3 or record.pages_total > 0)
+
+    env.wait_for(reached, timeout=60, what="the run started")
+    time.sleep(delay if delay < 0.3 else delay - 0.3)
     record = env.store.get(run_id)
     if record is None or not record.running:
         return " (kill too late: run already over)"

@@ -268,18 +268,32 @@ def rendered_documents(double: PaperlessDouble, source_id: str, user: str) -> di
 
 
 def rendered_mismatches(exported: dict[int, dict], rendered: dict[int, dict]) -> list[str]:
-    """Each document's first differing field, in id order."""
+    """Per document, which fields differ, with the most telling one's values.
+
+    `text` and the fingerprints follow from the other fields: a differing plain field is
+    shown before them.
+    """
     problems = []
     for doc_id in sorted(set(exported) | set(rendered)):
         row, expected = exported.get(doc_id), rendered.get(doc_id)
         if row is None or expected is None:
             problems.append(f"doc {doc_id}: {'missing from' if row is None else 'extra in'} sink")
             continue
-        for name, value in expected.items():
-            if row.get(name) != value:
-                problems.append(f"doc {doc_id} field {name}: sink {row.get(name)!r} != {value!r}")
-                break
+        differing = [name for name, value in expected.items() if row.get(name) != value]
+        if not differing:
+            continue
+        derived = ("text", "fingerprint", "light_fingerprint")
+        first = next((n for n in differing if n not in derived), differing[0])
+        problems.append(
+            f"doc {doc_id} fields {differing} differ; {first}: "
+            f"sink {_short(row.get(first))} != server {_short(expected[first])}"
+        )
     return problems
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def model_mismatches(
@@ -300,7 +314,9 @@ def model_mismatches(
 
             def differ(what: str, held: Any, truth: Any, doc_id: int = doc_id) -> None:
                 if held != truth:
-                    problems.append(f"doc {doc_id} {what}: sink {held!r} != server {truth!r}")
+                    problems.append(
+                        f"doc {doc_id} {what}: sink {_short(held)} != server {_short(truth)}"
+                    )
 
             differ("title", row["title"], doc.title)
             differ("tags", sorted(row["tags"]), sorted(_names(corpus, "tags", doc.tags, user)))
@@ -385,7 +401,7 @@ def _access_mismatches(
     principals |= {u.id for u in users.values() if u.is_superuser}
     emails = {users[uid].email for uid in principals if uid in users and users[uid].email}
     missing = sorted(emails - set(access["users"]))
-    differ("access.users missing", missing, [])
+    differ("access.users lacks addresses (listed as sink)", missing, [])
 
 
 def pool_children(pid: int) -> list[int]:
