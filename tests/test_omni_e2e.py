@@ -170,6 +170,8 @@ def test_restarting_serve_mid_sync_keeps_the_run_visible(omni: OmniSetup) -> Non
     answer = requests.get(status_url, timeout=5).json()
     assert still_running, "the sync ended before serve was back; make it slower"
     assert answer == {"running": True}
+    assert fake.poll_run(omni.serve.url, run_id) is True
+    assert fake.resumes == []  # the manager saw no reason to resume
 
     paperless.faults.latency = 0.0
     assert wait_for_run(fake, run_id) == "completed"
@@ -177,3 +179,10 @@ def test_restarting_serve_mid_sync_keeps_the_run_visible(omni: OmniSetup) -> Non
     assert requests.get(status_url, timeout=5).json() == {"running": False}
     assert_omni_holds(omni, expected_documents(paperless, SOURCE))
     assert fake.registrations, "serve registered its manifest with the manager"
+
+    # A run the connector never heard of (its POST /sync was lost): the manager's poll sees
+    # running false and re-sends it with is_resume; the connector then does it.
+    lost = fake.create_run(SOURCE, "incremental")
+    assert fake.poll_run(omni.serve.url, lost) is False
+    assert fake.resumes == [lost]
+    assert wait_for_run(fake, lost) == "completed"

@@ -85,6 +85,7 @@ class FakeManager:
         self.events: list[dict[str, Any]] = []
         self.extractions: list[Extraction] = []
         self.registrations: list[dict[str, Any]] = []
+        self.resumes: list[str] = []  # runs re-sent with is_resume by poll_run
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
         self.lock = threading.RLock()
@@ -186,6 +187,19 @@ class FakeManager:
                 "documents_updated": run.updated,
             }
         return requests.post(f"{connector_url}/sync", json=body, timeout=timeout)
+
+    def poll_run(self, connector_url: str, run_id: str, *, timeout: float = 10.0) -> bool:
+        """The manager's watch on a run it believes running: GET /sync/{id}; when the
+        connector says it is not running, re-send POST /sync with `is_resume` (recorded in
+        `resumes`). Returns what the connector answered."""
+        answer = requests.get(f"{connector_url}/sync/{run_id}", timeout=timeout)
+        answer.raise_for_status()
+        running = answer.json()["running"]
+        if check_type(running, bool, "running") is False and self.runs[run_id].status == "running":
+            with self.lock:
+                self.resumes.append(run_id)
+            self.send_sync(connector_url, run_id, is_resume=True, timeout=timeout)
+        return running
 
     # -- what Omni holds -------------------------------------------------------------
 
