@@ -206,7 +206,7 @@ def sync_environment(redis_server: RedisServer, db: int, data_dir: Path) -> Iter
             yield environment
         finally:
             for worker in environment.workers:
-                worker.kill()  # the test is over: nothing left to finish cleanly
+                worker.stop(timeout=2, warm=True)  # SIGTERM, SIGKILL after 2 s
             previous.set_current()
             app.close()
             get_settings.cache_clear()
