@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import weakref
 from datetime import date, datetime
 from typing import Any
 
@@ -97,40 +98,135 @@ def render_document(
 
 
 def light_fingerprint(raw: dict[str, Any], snapshot: LookupSnapshot) -> str:
-    """Equal for a full document and its light listing entry; never raises."""
-    light = {key: raw.get(key) for key in (*LIGHT_FIELDS, "permissions") if key in raw}
+    """Equal for a full document and its light listing entry; never raises.
+
+    A plan computes 100,000 of these, so the listing's raw values are hashed as they came
+    (both dicts come from the same server and API version) together with what they resolve
+    to in the snapshot, worked out once per snapshot: treat a snapshot as read-only once
+    fingerprints are taken from it.
+    """
+    resolved = _resolved(snapshot)
     try:
-        doc = parse_document(light)
-    except DocumentDataError:
-        return _sha256({"unparsed": light})
-    fields = []
-    for instance in doc.custom_fields:
-        field = _field(snapshot, instance.field)
-        try:
-            shown = _readable(field, instance.value, doc.id, {}) if field else None
-        except DocumentDataError:
-            shown = None
-        fields.append([instance.field, field.name if field else None, shown, instance.value])
+        payload: Any = resolved.light_payload(raw)
+    except Exception:  # malformed listing data of any shape still hashes the same way
+        payload = (
+            "unparsed",
+            sorted((key, repr(raw.get(key))) for key in _LIGHT_KEYS if key in raw),
+        )
+    return hashlib.sha256(repr(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
-    def named(table: str, object_id: int | None) -> list[Any]:
-        return [object_id, snapshot.name_of(table, object_id)]
 
-    return _sha256(
-        {
-            "id": doc.id,
-            "modified": utc_rfc3339(doc.modified) if doc.modified else None,
-            "title": doc.title,
-            "asn": doc.archive_serial_number,
-            "tags": sorted(named("tags", t) for t in doc.tags),
-            "correspondent": named("correspondents", doc.correspondent),
-            "document_type": named("document_types", doc.document_type),
-            "storage_path": named("storage_paths", doc.storage_path),
-            "custom_fields": fields,
-            "owner": [doc.owner, _owner(doc, snapshot)],
-            "permissions": doc.permissions.model_dump() if doc.permissions else None,
-            "access": _access(doc, snapshot, "").model_dump(),
+_LIGHT_KEYS = (*LIGHT_FIELDS, "permissions")
+
+
+class _Resolved:
+    """What light fingerprints need of one snapshot, as short tokens per id.
+
+    A known id becomes "id=name" (an e-mail for users), an unknown one stays the bare id, so
+    a rename, a new e-mail or a lookup the token stopped seeing changes the token.
+    """
+
+    def __init__(self, snapshot: LookupSnapshot) -> None:
+        # Keyed by Any: the ids come from raw JSON, whatever type they have there.
+        def named(table: dict[int, dict[str, Any]]) -> dict[Any, str]:
+            return {object_id: f"{object_id}={row.get('name')}" for object_id, row in table.items()}
+
+        self.tags = named(snapshot.tags)
+        self.correspondents = named(snapshot.correspondents)
+        self.document_types = named(snapshot.document_types)
+        self.storage_paths = named(snapshot.storage_paths)
+        self.users: dict[Any, str] = {
+            uid: f"{uid}={_email(snapshot, uid) or ''}" for uid in snapshot.users
         }
-    )
+        # Superusers see every owned document: a new one changes all of their access.
+        self.superusers = " ".join(
+            sorted(
+                str(row.get("email") or "").strip()
+                for row in snapshot.users.values()
+                if row.get("is_superuser") and str(row.get("email") or "").strip()
+            )
+        )
+        self.fields: dict[Any, tuple[str, CustomField]] = {}
+        for field_id in snapshot.custom_fields:
+            field = _field(snapshot, field_id)
+            if field is not None:
+                currency = field.default_currency if field.data_type == "monetary" else ""
+                token = f"{field_id}={field.name}:{field.data_type}:{currency or ''}"
+                self.fields[field_id] = (token, field)
+        self.labels: dict[tuple[Any, Any], str | None] = {}  # (select field, option) -> label
+
+    def light_payload(self, raw: dict[str, Any]) -> tuple[Any, ...]:
+        owner = raw.get("owner")
+        access: tuple[Any, ...] | None = None
+        if owner is not None:  # unowned documents are public whatever the shares say
+            users, groups = _shared(raw.get("permissions"))
+            known = self.users
+            access = (
+                known.get(owner, owner),
+                tuple([known.get(uid, uid) for uid in users]),
+                tuple(groups),
+                self.superusers,
+            )
+        correspondent = raw.get("correspondent")
+        document_type = raw.get("document_type")
+        storage_path = raw.get("storage_path")
+        tags = self.tags
+        fields = raw.get("custom_fields")
+        return (
+            raw.get("id"),
+            raw.get("modified"),
+            raw.get("title"),
+            raw.get("archive_serial_number"),
+            tuple([tags.get(tag, tag) for tag in sorted(raw.get("tags") or ())]),
+            self.correspondents.get(correspondent, correspondent),
+            self.document_types.get(document_type, document_type),
+            self.storage_paths.get(storage_path, storage_path),
+            tuple([self._field_value(instance) for instance in fields]) if fields else (),
+            access,
+        )
+
+    def _field_value(self, instance: dict[str, Any]) -> tuple[Any, ...]:
+        field_id, value = instance.get("field"), instance.get("value")
+        found = self.fields.get(field_id)
+        if found is None:
+            return (field_id, value)
+        token, field = found
+        if field.data_type != "select":
+            return (token, value)  # shown as a function of the value and the token's parts
+        try:
+            label = self.labels[(field_id, value)]
+        except KeyError:
+            label = self.labels[(field_id, value)] = field.select_label(value)
+        except TypeError:  # an unhashable value: not an option anyway
+            label = None
+        return (token, label, value)
+
+
+def _shared(permissions: Any) -> tuple[list[Any], list[Any]]:
+    """The user and group ids a `permissions` value shares with (view and change)."""
+    if permissions is None:
+        return [], []  # no full_perms: the owner only
+    users: list[Any] = []
+    groups: list[Any] = []
+    for kind in ("view", "change"):
+        part = permissions.get(kind) or {}
+        users.extend(part.get("users") or ())
+        groups.extend(part.get("groups") or ())
+    return users, groups
+
+
+_resolved_cache: dict[int, tuple[weakref.ref[LookupSnapshot], _Resolved]] = {}
+
+
+def _resolved(snapshot: LookupSnapshot) -> _Resolved:
+    found = _resolved_cache.get(id(snapshot))
+    if found is not None and found[0]() is snapshot:
+        return found[1]
+    for key in [key for key, (ref, _) in _resolved_cache.items() if ref() is None]:
+        _resolved_cache.pop(key, None)
+    resolved = _Resolved(snapshot)
+    _resolved_cache[id(snapshot)] = (weakref.ref(snapshot), resolved)
+    return resolved
 
 
 def linked_ids(raw: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
