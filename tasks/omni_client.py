@@ -44,8 +44,12 @@ class SourceNotKnown(ManagerRejected):
     """404 for a source id the manager does not know."""
 
 
+class SourceInactive(ManagerRejected):
+    """400 on creating a run: the source is switched off in Omni."""
+
+
 class SyncConflict(ManagerRejected):
-    """409 on creating a run: a sync of the source is already running."""
+    """409 on creating a run: a sync of the source is running, or the manager is at its limit."""
 
 
 class ManagerClient:
@@ -89,10 +93,32 @@ class ManagerClient:
         return body
 
     def create_sync(self, source_id: str, sync_type: str) -> str:
-        """Open a run on the manager's side; returns its sync_run_id."""
-        response = self._call(
-            "POST", "/sdk/sync/create", json={"source_id": source_id, "sync_type": sync_type}
-        )
+        """Open a run on the manager's side; returns its sync_run_id.
+
+        Raises `SyncConflict` (409), `SourceNotKnown` (404: no such source, e.g. deleted in
+        Omni) or `SourceInactive` (400: the source is switched off).
+        """
+        try:
+            response = self._call(
+                "POST", "/sdk/sync/create", json={"source_id": source_id, "sync_type": sync_type}
+            )
+        except SyncConflict:
+            raise
+        except ManagerRejected as exc:
+            if exc.status == 404:
+                raise SourceNotKnown(
+                    f"the connector-manager does not know source {source_id} (it may have been "
+                    "deleted in Omni); it is no longer synced.",
+                    404,
+                ) from None
+            if exc.status == 400:
+                raise SourceInactive(
+                    f"the connector-manager refused a run of source {source_id} with 400, "
+                    "its answer for an inactive source; activate the source in Omni to have "
+                    "it synced again.",
+                    400,
+                ) from None
+            raise
         body = _json(response, "sync/create")
         run_id = body.get("sync_run_id") if isinstance(body, dict) else None
         if not isinstance(run_id, str) or not run_id:

@@ -18,12 +18,14 @@ import redis
 from celery import Celery
 
 from config.settings import Settings
+from tasks.omni_sources import OmniSources
 from tests.support.redis_server import RedisServer
 from worker.beat import (
     KEY_PREFIX,
     WATCHDOG_TASK,
     configure_beat,
     entry_name,
+    omni_sources,
     reconcile_schedules,
 )
 
@@ -117,15 +119,50 @@ def test_entries_follow_sources_added_changed_and_removed(
     assert client.zcard(SCHEDULE_KEY) == 0
 
 
-def test_omni_mode_keeps_no_per_source_entries(
+def test_omni_mode_schedules_the_sources_omni_asked_for(
     beat_app: tuple[Celery, Settings], redis_server: RedisServer, tmp_path: Path
 ):
     app, settings = beat_app
+    client = redis_server.client(7)
     reconcile_schedules(app, [FakeSource("alpha")], settings)
-    omni = _settings(settings.redis_url, tmp_path, connector_manager_url="http://omni:8000")
-    removed = reconcile_schedules(app, [FakeSource("alpha")], omni)
-    assert len(removed.removed) == 2
-    assert redis_server.client(7).keys(KEY_PREFIX + "source:*") == []
+    omni = _settings(
+        settings.redis_url,
+        tmp_path,
+        connector_manager_url="http://omni:8000",
+        sync_interval_seconds=120,
+        full_reconcile_interval_seconds=3600,
+    )
+    # What the front wrote for two POST /sync requests.
+    OmniSources(client).remember("omni-a")
+    OmniSources(client).remember("omni-b")
+    sources = omni_sources(app)
+    assert [s.name for s in sources] == ["omni-a", "omni-b"]
+
+    changes = reconcile_schedules(app, sources, omni)
+    assert sorted(changes.removed) == ["source:alpha:full", "source:alpha:incremental"]
+    assert sorted(changes.added) == sorted(
+        entry_name(s, m) for s in ("omni-a", "omni-b") for m in ("incremental", "full")
+    )
+    incremental = _entry(client, "source:omni-a:incremental")
+    assert incremental["task"] == "paperless.scheduled_sync"
+    assert incremental["args"] == ["omni-a", "incremental"]
+    assert incremental["schedule"]["every"] == 120  # type: ignore[index]
+    assert _entry(client, "source:omni-b:full")["schedule"]["every"] == 3600  # type: ignore[index]
+    assert _entry(client, "source:omni-b:full")["args"] == ["omni-b", "full"]
+    # Omni just synced a source the front learnt of: its first periodic sync waits a period.
+    now = time.time()
+    assert client.zscore(SCHEDULE_KEY, KEY_PREFIX + "source:omni-a:incremental") > now + 100
+    assert client.zscore(SCHEDULE_KEY, KEY_PREFIX + "source:omni-a:full") > now + 3500
+
+    # A source Omni deleted is forgotten (by the tick that got a 404): its entries go.
+    OmniSources(client).forget("omni-a")
+    gone = reconcile_schedules(app, omni_sources(app), omni)
+    assert sorted(gone.removed) == ["source:omni-a:full", "source:omni-a:incremental"]
+    assert sorted(client.keys(KEY_PREFIX + "source:*")) == [
+        (KEY_PREFIX + "source:omni-b:full").encode(),
+        (KEY_PREFIX + "source:omni-b:incremental").encode(),
+    ]
+    assert client.zcard(SCHEDULE_KEY) == 2
 
 
 def test_a_tick_while_a_run_is_going_is_a_skip(monkeypatch: pytest.MonkeyPatch):

@@ -7,6 +7,7 @@ import time
 import types
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from config.settings import Settings
 from tasks.omni_client import ManagerClient
+from tasks.omni_sources import OmniSources
 from tasks.runs import RunStore
 from tests.omni_double import FakeManager
 from tests.omni_double.validate import check_manifest
@@ -55,9 +57,24 @@ def runs() -> FakeRuns:
     return FakeRuns()
 
 
+class FakeBook:
+    def __init__(self) -> None:
+        self.remembered: list[str] = []
+
+    def remember(self, source_id: str) -> None:
+        self.remembered.append(source_id)
+
+
 @pytest.fixture
-def client(runs: FakeRuns) -> Iterator[TestClient]:
-    app = create_app(settings(port=8123, connector_host_name="paperless-connector"), runs=runs)
+def book() -> FakeBook:
+    return FakeBook()
+
+
+@pytest.fixture
+def client(runs: FakeRuns, book: FakeBook) -> Iterator[TestClient]:
+    app = create_app(
+        settings(port=8123, connector_host_name="paperless-connector"), runs=runs, sources=book
+    )
     with TestClient(app) as test_client:
         yield test_client
 
@@ -89,6 +106,40 @@ def test_sync_starts_a_run_with_the_managers_run_id(client: TestClient, runs: Fa
     resume = {"sync_run_id": "r2", "source_id": "s2", "sync_mode": "realtime", "is_resume": True}
     assert client.post("/sync", json=resume).status_code == 200
     assert runs.triggered == [("s1", "full", "r1", False), ("s2", "incremental", "r2", True)]
+
+
+def test_sync_remembers_each_source_in_redis_for_beat(redis_server: RedisServer) -> None:
+    redis_server.client(4).flushdb()
+    known = OmniSources(redis_server.client(4))
+    busy = FakeRuns()
+    busy.busy.add("s2")
+    with TestClient(create_app(settings(), runs=busy, sources=known)) as test_client:
+        for run_id, source_id in (("r1", "s1"), ("r2", "s2"), ("r3", "s1")):
+            body = {"sync_run_id": run_id, "source_id": source_id, "sync_mode": "incremental"}
+            test_client.post("/sync", json=body)
+        invalid = {"sync_run_id": "r4", "source_id": "s3", "sync_mode": "sometimes"}
+        assert test_client.post("/sync", json=invalid).status_code == 422
+    # A busy source (409) is a source all the same; an invalid request names none.
+    assert known.ids() == ["s1", "s2"]
+    seen = known.last_seen("s1") or ""
+    assert seen.endswith("Z") and abs(time.time() - _epoch(seen)) < 60
+    db = redis_server.client(4)
+    stored = {key: db.type(key) for key in db.scan_iter()}
+    assert stored == {b"pc:omni:sources": b"set", b"pc:omni:sources:seen": b"hash"}
+
+
+def _epoch(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def test_sync_when_redis_is_down_is_503_and_starts_nothing(runs: FakeRuns) -> None:
+    dead = OmniSources(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
+    with TestClient(create_app(settings(), runs=runs, sources=dead)) as test_client:
+        body = {"sync_run_id": "r1", "source_id": "s1", "sync_mode": "full"}
+        response = test_client.post("/sync", json=body)
+    assert response.status_code == 503
+    assert "REDIS_URL" in response.json()["message"]
+    assert runs.triggered == []
 
 
 def test_sync_of_a_busy_source_is_409(client: TestClient, runs: FakeRuns) -> None:
@@ -165,7 +216,8 @@ def test_pipeline_already_running_becomes_409(monkeypatch: pytest.MonkeyPatch) -
         stand_in.AlreadyRunning = AlreadyRunning  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "tasks.trigger", stand_in)
 
-    with TestClient(create_app(settings(), runs=PipelineRuns())) as test_client:
+    app = create_app(settings(), runs=PipelineRuns(), sources=FakeBook())
+    with TestClient(app) as test_client:
         response = test_client.post(
             "/sync", json={"sync_run_id": "r9", "source_id": "s1", "sync_mode": "full"}
         )

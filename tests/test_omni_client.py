@@ -13,6 +13,7 @@ from tasks.omni_client import (
     ManagerClient,
     ManagerRejected,
     ManagerUnavailable,
+    SourceInactive,
     SourceNotKnown,
     SyncConflict,
 )
@@ -37,9 +38,21 @@ def test_create_sync_and_conflict(manager: ManagerClient, omni_manager: FakeMana
     with pytest.raises(SyncConflict) as conflict:
         manager.create_sync("s1", "full")
     assert conflict.value.status == 409
-    with pytest.raises(ManagerRejected) as unknown:
+    with pytest.raises(SourceNotKnown) as unknown:
         manager.create_sync("nope", "full")
     assert unknown.value.status == 404
+    assert "source nope" in str(unknown.value) and "deleted in Omni" in str(unknown.value)
+    omni_manager.add_source("off", "http://p.test", SECRET, active=False)
+    with pytest.raises(SourceInactive) as inactive:
+        manager.create_sync("off", "incremental")
+    assert inactive.value.status == 400
+    assert str(inactive.value).endswith("activate the source in Omni to have it synced again.")
+    assert [r.status for r in omni_manager.calls("POST", "/sdk/sync/create")] == [
+        200,
+        409,
+        404,
+        400,
+    ]
 
 
 def test_single_event_and_connector_state(

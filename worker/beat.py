@@ -6,9 +6,10 @@ scheduler re-reads the registry every `RECONCILE_SECONDS` and creates, changes o
 those entries, so `sources add/update/remove` take effect without restarting beat. The run
 watchdog is a static entry.
 
-In Omni mode the connector-manager schedules every source's syncs itself (and owns the
-sources), so beat keeps only the watchdog there: a second scheduler would only collide with
-Omni's own runs.
+In Omni mode the sources are the ones the front was asked to sync (`tasks.omni_sources`;
+Omni never lists them to a connector), each with the same pair of entries at the settings'
+intervals. Their ticks open the run in Omni first (`POST /sdk/sync/create`), so the manager
+sees every run and refuses one that would collide with its own (a logged skip).
 
 Several beats may run against one Redis: RedBeat lets one hold its lock and tick while the
 others wait, and the per-source run lock turns a double tick around a failover into a skip.
@@ -101,10 +102,17 @@ def configure_beat(app: Celery, settings: Settings | None = None) -> None:
     )
 
 
+@dataclass
+class OmniSource:
+    """A source Omni asked us to sync: scheduled at the settings' intervals."""
+
+    name: str
+    interval_seconds: int | None = None
+    enabled: bool = True
+
+
 def wanted_entries(sources: Iterable[SourceLike], settings: Settings) -> list[WantedEntry]:
-    """The per-source entries the registry asks for (none in Omni mode)."""
-    if settings.omni_mode:
-        return []
+    """The per-source entries the sources ask for."""
     wanted = []
     for source in sources:
         if not source.enabled:
@@ -173,13 +181,24 @@ def reconcile_schedules(
         else:
             # A new source syncs on the next tick; its first full reconcile waits one period
             # (its first incremental run, having no checkpoint, fetches everything anyway).
-            new.last_run_at = None if want.mode == "incremental" else app.now()
+            # An Omni source is new to us because Omni just asked for a sync of it: its
+            # first periodic one waits an interval too.
+            due_now = want.mode == "incremental" and not settings.omni_mode
+            new.last_run_at = None if due_now else app.now()
             changes.added.append(name)
         new.save()
     for name in sorted(present - wanted.keys()):
         RedBeatSchedulerEntry(name=name, app=app).delete()
         changes.removed.append(name)
     return changes
+
+
+def omni_sources(app: Celery) -> list[OmniSource]:
+    """The sources the front was asked to sync (ids only, from the settings' Redis)."""
+    from tasks.omni_sources import OmniSources
+
+    ensure_conf(app)
+    return [OmniSource(source_id) for source_id in OmniSources(get_redis(app)).ids()]
 
 
 def registry_sources(settings: Settings) -> list[Any]:
@@ -206,10 +225,11 @@ class SourceScheduler(RedBeatScheduler):
     def follow_registry(self) -> ScheduleChanges | None:
         settings = get_settings()
         try:
-            sources = [] if settings.omni_mode else registry_sources(settings)
+            sources = omni_sources(self.app) if settings.omni_mode else registry_sources(settings)
         except Exception as exc:
             # An unreadable registry must not wipe the schedules: keep them, retry next time.
-            log.warning("beat: could not read the source registry, schedules unchanged: %s", exc)
+            where = "Omni sources in Redis" if settings.omni_mode else "source registry"
+            log.warning("beat: could not read the %s, schedules unchanged: %s", where, exc)
             return None
         try:
             changes = reconcile_schedules(self.app, sources, settings)

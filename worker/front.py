@@ -2,8 +2,9 @@
 
 It only records and enqueues (`tasks.trigger`) and reads run state from Redis
 (`tasks.runs.RunStore`), so it answers at once and a restart loses nothing: the manager's
-`GET /sync/{id}` polls keep seeing a run that the workers are still doing. It registers its
-manifest with the manager at start and every 30 s, as Omni's connectors do.
+`GET /sync/{id}` polls keep seeing a run that the workers are still doing. It notes every
+source id it is asked to sync (`tasks.omni_sources`): beat keeps periodic syncs for those.
+It registers its manifest with the manager at start and every 30 s, as Omni's connectors do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from redis.exceptions import RedisError
 
 from config.settings import Settings, SettingsError, get_settings
 from tasks.omni_client import ManagerClient, ManagerError
+from tasks.omni_sources import OmniSources
 
 if TYPE_CHECKING:
     from tasks.runs import RunStore
@@ -74,6 +76,12 @@ class PipelineRuns:
         return record is not None and record.running
 
 
+class SourceBook(Protocol):
+    """Where the front notes each source it is asked to sync (beat schedules those)."""
+
+    def remember(self, source_id: str) -> None: ...
+
+
 class SyncRequest(BaseModel):
     sync_run_id: str = Field(min_length=1)
     source_id: str = Field(min_length=1)
@@ -116,9 +124,11 @@ def create_app(
     runs: Runs | None = None,
     manager: ManagerClient | None = None,
     register_every: float = REGISTER_EVERY,
+    sources: SourceBook | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
     runs = runs or PipelineRuns()
+    known: SourceBook = sources or OmniSources.from_url(settings.redis_url)
     the_manifest = manifest(settings)
     if manager is None and settings.connector_manager_url:
         manager = ManagerClient(
@@ -164,6 +174,8 @@ def create_app(
         # Realtime is not something Paperless-ngx can push; the nearest is an incremental run.
         mode = "full" if body.sync_mode == "full" else "incremental"
         try:
+            # Omni lists no sources to a connector: its POST /sync is how beat learns of one.
+            known.remember(body.source_id)
             runs.trigger(body.source_id, mode, body.sync_run_id, body.is_resume)
         except RunConflict:
             return _error(409, "Sync already in progress for this source")

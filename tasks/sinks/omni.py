@@ -64,11 +64,22 @@ def manager_from_settings(settings: Settings | None = None) -> ManagerClient:
 def create_omni_run(source_id: str, mode: str) -> str:
     """Open a run in Omni for a sync we start ourselves (beat); returns its sync_run_id.
 
-    Raises `tasks.omni_client.SyncConflict` when Omni already runs a sync of the source.
+    Raises `tasks.omni_client.SyncConflict` when Omni already runs a sync of the source (or
+    is at its limit), `SourceNotKnown` when Omni has no such source, `SourceInactive` when
+    the source is switched off.
     """
     manager = manager_from_settings()
     try:
         return manager.create_sync(source_id, "full" if mode == "full" else "incremental")
+    finally:
+        manager.close()
+
+
+def fail_omni_run(run_id: str, reason: str) -> None:
+    """Close a run we opened in Omni but will not do, so the manager does not wait for it."""
+    manager = manager_from_settings()
+    try:
+        manager.fail(run_id, reason)
     finally:
         manager.close()
 
