@@ -10,6 +10,7 @@ import pytest
 
 from tasks.document import CustomFieldValue, IndexedDocument, Note, Principal, Principals
 from tasks.search_query import QueryError
+from tasks.sinks import local
 from tasks.sinks.local import EXPORT_BATCH, LocalIndex, LocalIndexError
 from tests.support.documents import SOURCE, make_doc, principals, private, run_of
 
@@ -158,6 +159,26 @@ def test_words_that_look_like_syntax_are_found_as_text(index: LocalIndex):
     assert ids(index.search("and near")) == [1]
     assert ids(index.search("10:30")) == [1]
     assert ids(index.search("foo:station")) == []  # an unknown operator is text: foo AND station
+
+
+def test_a_broad_query_lists_title_matches_then_the_newest(
+    index: LocalIndex, monkeypatch: pytest.MonkeyPatch
+):
+    # Past BROAD_QUERY matches bm25 is skipped (too slow, and says little for such words).
+    monkeypatch.setattr(local, "BROAD_QUERY", 5)
+    docs = [make_doc(i, f"Note {i}", text="the usual words") for i in range(1, 21)]
+    docs[3] = make_doc(4, "Usual suspects", text="the usual words")
+    docs[6] = make_doc(7, "Usual", text="the usual words")
+    index.write(RUN, docs)
+    index.write(RUN, [make_doc(2, "Note 2", text="the usual words, edited")])  # keeps its place
+    hits = index.search("usual", limit=6)
+    assert ids(hits) == [7, 4, 20, 19, 18, 17]  # exact title, title match, then newest
+    assert hits[0].score > hits[1].score
+    assert "«usual»" in hits[2].snippet
+    private_ones = [make_doc(i, text="the usual words", access=private("x@y.z")) for i in (18, 19)]
+    index.write(RUN, private_ones)
+    assert ids(index.search("usual", as_email="a@b.c", limit=4)) == [7, 4, 20, 17]
+    assert len(index.search("usual", limit=100)) == 20
 
 
 def test_limit(index: LocalIndex):
@@ -538,8 +559,11 @@ def test_two_processes_writing_at_once_lose_nothing(index: LocalIndex):
     assert len(index.search("shared", limit=1000)) == 700
 
 
-def _write_in_child(local: LocalIndex) -> None:
-    local.write(RUN, [make_doc(2, text="from the child")])
+def _write_in_child(index: LocalIndex) -> None:
+    inherited = index._conn
+    index.write(RUN, [make_doc(2, text="from the child")])
+    if inherited is None or index._conn is inherited:
+        raise SystemExit(3)  # it used the parent's connection
 
 
 def test_a_forked_child_opens_its_own_connection(index: LocalIndex):
@@ -551,6 +575,16 @@ def test_a_forked_child_opens_its_own_connection(index: LocalIndex):
     assert sorted(ids(index.search("from"))) == [1, 2]
     index.write(RUN, [make_doc(3, text="from the parent again")])
     assert index.count() == 3
+
+
+def test_close_then_use_again_and_close_without_opening(tmp_path: Path):
+    index = LocalIndex(tmp_path / "index.sqlite3")
+    index.close()
+    assert not index.path.exists()  # closing opened nothing
+    index.write(RUN, [make_doc(1)])
+    index.close()
+    assert index.count() == 1  # reopens on demand
+    index.close()
 
 
 def test_a_file_that_is_not_an_index_is_a_clear_error(tmp_path: Path):

@@ -190,13 +190,12 @@ class LocalIndex:
         """Nothing to report: the index has no one watching."""
 
     def close(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                try:
-                    self._conn.execute("PRAGMA optimize")
-                finally:
-                    self._conn.close()
-            self._conn = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     # -- Search, export, maintenance -------------------------------------------------
 
@@ -283,15 +282,16 @@ class LocalIndex:
     # -- Connection ------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            # A forked child (Celery prefork) must not use its parent's connection, nor
-            # close it (closing could run a WAL checkpoint): set it aside, open its own.
-            if self._conn is not None:
-                self._inherited.append(self._conn)
-            self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
         if self._conn is None:
             self._conn = self._open()
         return self._conn
+
+    def _after_fork(self) -> None:
+        # A forked child (Celery prefork) must neither use its parent's connection nor
+        # close it (a close may checkpoint the WAL under the parent): keep it, unused.
+        if self._conn is not None:
+            self._inherited.append(self._conn)
+        self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -299,6 +299,9 @@ class LocalIndex:
             db = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error("could not be opened", exc) from exc
+        try:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
@@ -306,8 +309,11 @@ class LocalIndex:
             db.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages per connection
             db.execute("PRAGMA temp_store = MEMORY")
             _create_schema(db, self.path)
-        except (OSError, sqlite3.Error) as exc:
-            raise self._error("could not be opened", exc) from exc
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error("could not be opened", exc) from exc
+            raise
         return db
 
     @contextmanager
@@ -321,8 +327,7 @@ class LocalIndex:
                 yield db
                 db.execute("COMMIT")
             except BaseException as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                _rollback(db)
                 if isinstance(exc, sqlite3.Error):
                     raise self._error("could not be written", exc) from exc
                 raise
@@ -338,7 +343,7 @@ class LocalIndex:
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
         if self._pid != os.getpid():
-            self._db()
+            self._after_fork()
         with self._lock:
             yield self._db()
 
@@ -444,8 +449,17 @@ def _create_schema(db: sqlite3.Connection, path: Path) -> None:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo an open transaction; a failure here must not hide the error that caused it."""
+    try:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 # -- Searching ---------------------------------------------------------------------------
