@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from bench.procs import PYTHON, BenchError, RssSampler, read_json_line, spawn, stop
+from bench.profile import Profiler
 from tests.support.redis_server import RedisServer, start_redis
 
 READY_SECONDS = 90
@@ -25,8 +26,12 @@ READY_SECONDS = 90
 class ConnectorUnderTest:
     """One Redis, one data dir, one worker; standalone unless a manager URL is given."""
 
-    def __init__(self, label: str, manager_url: str | None = None) -> None:
+    def __init__(
+        self, label: str, manager_url: str | None = None, profile_dir: Path | None = None
+    ) -> None:
         self.label = label
+        self.profile_dir = profile_dir
+        self.last_profile: Path | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"pc-bench-{label}-"))
         self.redis: RedisServer = start_redis()
         self.env = {
@@ -71,11 +76,17 @@ class ConnectorUnderTest:
             env["BENCH_PAPERLESS_TOKEN"] = register[1]
         if run_id is not None:
             argv += ["--run-id", run_id]
+        profiler = None
+        if self.profile_dir is not None and self.worker is not None:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            profiler = Profiler(self.worker.pid, self.profile_dir / f"{self.label}-{mode}.txt")
         driver = spawn(argv, env=env)
         try:
             return read_json_line(driver, timeout + 30, f"the connector driver ({self.label})")
         finally:
             stop(driver)
+            if profiler is not None:
+                self.last_profile = profiler.stop()
 
     def peaks_kb(self) -> dict[int, int]:
         """Peak RSS of every worker process seen so far (the main process first)."""

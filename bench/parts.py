@@ -16,6 +16,7 @@ import requests
 
 from bench.connector import ConnectorUnderTest
 from bench.procs import PYTHON, BenchError, RssSampler, read_json_line, spawn, stop
+from bench.profile import summarise
 from bench.report import Measured
 from bench.server_limit import shipped_concurrency, shipped_page_size
 from bench.services import FakeManager, PaperlessHost
@@ -116,6 +117,8 @@ def connector_sync(
     )
     if managed is not None:
         measured.extra["manager_routes"] = managed["by_route"]
+    if connector.last_profile is not None and connector.last_profile.exists():
+        measured.extra["profile"] = summarise(connector.last_profile)
     if served["other_verbs"]:
         measured.failure = f"{served['other_verbs']} requests other than GET reached Paperless-ngx"
     if record.get("state") != "completed":
@@ -124,8 +127,15 @@ def connector_sync(
     return measured
 
 
-def connector_full(label: str, paperless: PaperlessHost, manager: FakeManager | None) -> Measured:
-    connector = ConnectorUnderTest("omni" if manager else "local", manager.url if manager else None)
+def connector_full(
+    label: str,
+    paperless: PaperlessHost,
+    manager: FakeManager | None,
+    profile_dir: Path | None = None,
+) -> Measured:
+    kind = "omni" if manager is not None else "local"
+    url = manager.url if manager is not None else None
+    connector = ConnectorUnderTest(kind, url, profile_dir)
     try:
         connector.start_worker()
         register = manager is None

@@ -27,6 +27,7 @@ from typing import Any
 from bench import parts
 from bench.connector import ConnectorUnderTest
 from bench.report import Measured, fmt_ratio, ratio, run_rows, table, verdict
+from bench.server_limit import time_light_listing
 from bench.services import FakeManager, PaperlessHost
 
 QUICK_DOCUMENTS = 500
@@ -42,14 +43,20 @@ def part_one(args: argparse.Namespace) -> dict[str, Measured]:
         runs = {
             "baseline": parts.guarded(
                 "1. Sequential baseline", lambda: parts.baseline(paperless, manager)
-            ),
+            )
+            if not args.skip_baseline
+            else Measured("1. Sequential baseline", failure="left out (--skip-baseline)"),
             "omni": parts.guarded(
                 "2a. This connector → Omni",
-                lambda: parts.connector_full("2a. This connector → Omni", paperless, manager),
+                lambda: parts.connector_full(
+                    "2a. This connector → Omni", paperless, manager, args.profile
+                ),
             ),
             "local": parts.guarded(
                 "2b. This connector → local index",
-                lambda: parts.connector_full("2b. This connector → local index", paperless, None),
+                lambda: parts.connector_full(
+                    "2b. This connector → local index", paperless, None, args.profile
+                ),
             ),
             "limit": parts.guarded("3. Server's limit", lambda: parts.server_limit(paperless)),
         }
@@ -64,7 +71,7 @@ def part_two(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         paperless = PaperlessHost(args.big, args.seed, args.latency)
         stack.callback(paperless.close)
-        connector = ConnectorUnderTest("big")
+        connector = ConnectorUnderTest("big", profile_dir=args.profile)
         stack.callback(connector.close)
         connector.start_worker()
         label = f"full sync of {args.big:,} → local index"
@@ -81,6 +88,8 @@ def part_two(args: argparse.Namespace) -> dict[str, Any]:
             lambda: parts.connector_sync(connector, label, "incremental", paperless, None),
         )
         _progress(out["incremental"])
+        out["listing"] = time_light_listing(paperless.url, paperless.token)
+        print(f"[bench] light listing alone: {out['listing']}", file=sys.stderr, flush=True)
         try:
             queries = parts.build_queries(paperless, args.seed)
             out["search"] = parts.search_latency(connector.index_path, queries)
@@ -149,6 +158,12 @@ def render(args: argparse.Namespace, one: dict[str, Measured], two: dict[str, An
     if two:
         lines += _render_two(args, one, two)
     lines += ["## Targets", "", table(["target", "measured", "verdict"], _targets(one, two)), ""]
+    runs = [*one.values(), *(v for v in two.values() if isinstance(v, Measured))]
+    profiled = [run for run in runs if "profile" in run.extra]
+    if profiled:
+        lines += ["## Profiles of the worker (py-spy)", ""]
+        for run in profiled:
+            lines += [f"### {run.label}", "", run.extra["profile"], ""]
     return "\n".join(lines)
 
 
@@ -165,6 +180,13 @@ def _render_two(
         lines += [
             f"Incremental, nothing changed: {two['incremental'].seconds:.2f} s, "
             f"{other} requests plus {listing} for the id listing ({listed}).",
+            "",
+        ]
+    if "listing" in two:
+        lines += [
+            f"The light listing alone (one `GET /api/documents/?fields=…&page_size=100000`, "
+            f"timed from the benchmark after the runs): {two['listing']['seconds']:.2f} s "
+            f"for {two['listing']['documents']:,} documents.",
             "",
         ]
     if "search" in two:
@@ -269,6 +291,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write every figure as JSON here")
+    parser.add_argument("--profile", type=Path, help="record the worker with py-spy into DIR")
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="leave the slow baseline out (profiling)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.skip_big = True
