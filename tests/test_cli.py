@@ -551,3 +551,11 @@ def test_status_when_redis_is_down_is_one_line(env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: could not reach Redis at redis://127.0.0.1:1/0")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_setting_is_one_line_and_exit_2(env: dict[str, str]) -> None:
+    # In-process: importing `worker` (worker/app.py) reads the settings before the CLI runs.
+    outcome = invoke(env, "sources", "list", PAGE_SIZE="0")
+    assert outcome.returncode == 2
+    assert outcome.stderr.startswith("error: setting PAGE_SIZE is invalid")
+    assert len(outcome.stderr.strip().splitlines()) == 1
