@@ -148,9 +148,13 @@ class SourceRegistry:
         self.keyring = keyring
         self.default_interval_seconds = default_interval_seconds
         path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
         with self._connect() as db:
             db.execute(_SCHEMA)
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        if new:
+            # The tokens are encrypted, but the URLs and names are nobody else's business.
+            path.chmod(0o600)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SourceRegistry:

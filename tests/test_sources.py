@@ -42,6 +42,10 @@ def test_add_and_read_back(registry: SourceRegistry) -> None:
     assert [s.name for s in registry.list()] == ["home"]
 
 
+def test_registry_file_is_private(registry: SourceRegistry) -> None:
+    assert registry.path.stat().st_mode & 0o777 == 0o600
+
+
 def test_token_is_not_stored_in_clear(registry: SourceRegistry) -> None:
     registry.add("home", "https://paperless.example.com", TOKEN)
     registry.save_checkpoint("home", {"watermark": "2026-01-01T00:00:00Z"})
