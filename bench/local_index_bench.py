@@ -166,6 +166,12 @@ def measure(index: LocalIndex, cases, repeat: int) -> tuple[list[tuple], list[fl
     return rows, samples
 
 
+def timed(label: str, work) -> None:
+    start = time.perf_counter()
+    count = work()
+    print(f"{label}: {(time.perf_counter() - start) * 1000:.0f} ms for {count} documents")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
@@ -212,6 +218,11 @@ def main() -> None:
     print(f"documents: {index.count()}   pages of {args.page}   synchronous={args.synchronous}")
     print(f"file: {size_mb:.0f} MB (index + WAL)")
 
+    timed("stored_states(all)", lambda: len(index.stored_states(SOURCE)))
+    timed(
+        "stored_states(100 ids)", lambda: len(index.stored_states(SOURCE, list(range(1, 201, 2))))
+    )
+    timed("export()", lambda: sum(1 for _ in index.export()))
     cases = queries(corpus, index)
     before, before_all = measure(index, cases, args.repeat)
     start = time.perf_counter()
