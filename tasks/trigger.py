@@ -7,14 +7,17 @@ also claims the source, so two triggers racing for one source cannot both start 
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
 from celery import current_app
 
 from tasks.locks import SourceLock
-from tasks.runs import FINAL_STATES, RunRecord, RunState, RunStore
+from tasks.runs import FINAL_STATES, RunRecord, RunState, RunStore, one_line
 from tasks.wiring import get_redis, source_exists
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "paperless_connector"
 MODES = ("full", "incremental")
@@ -24,9 +27,9 @@ class AlreadyRunning(Exception):
     """The source has a run in progress; `run_id` names it."""
 
     def __init__(self, source_id: str, run_id: str | None) -> None:
+        where = f"run {run_id}" if run_id else "Omni reports a sync of it in progress"
         super().__init__(
-            f"a sync of {source_id} is already running (run {run_id}); wait for it to end "
-            "or cancel it"
+            f"a sync of {source_id} is already running ({where}); wait for it to end or cancel it"
         )
         self.source_id = source_id
         self.run_id = run_id
@@ -69,15 +72,18 @@ def trigger_sync(
         from config.sources import SourceNotFound
 
         raise SourceNotFound(source_id)
+    opened_in_omni = run_id is None and _omni_mode()
+    if opened_in_omni:
+        run_id = _open_omni_run(store, source_id, mode)
     run_id = run_id or uuid.uuid4().hex
     blocking = store.create(run_id, source_id, mode, trigger)
-    if blocking is not None:
-        if not _stale(store, blocking):
-            raise AlreadyRunning(source_id, blocking)
+    if blocking is not None and _stale(store, blocking):
         _fail_stale(store, blocking)
         blocking = store.create(run_id, source_id, mode, trigger)
-        if blocking is not None:
-            raise AlreadyRunning(source_id, blocking)
+    if blocking is not None:
+        if opened_in_omni:
+            _close_omni_run(run_id, f"a sync of {source_id} is already running (run {blocking})")
+        raise AlreadyRunning(source_id, blocking)
     _send_start(run_id, 1)
     record = store.get(run_id)
     assert record is not None
@@ -158,6 +164,35 @@ def _release(store: RunStore, record: RunRecord) -> None:
 
 def _lock(store: RunStore, record: RunRecord, token: str) -> SourceLock:
     return SourceLock(store.redis, record.source_id, token, ttl_seconds=60)
+
+
+def _omni_mode() -> bool:
+    from config.settings import get_settings
+
+    return get_settings().omni_mode
+
+
+def _open_omni_run(store: RunStore, source_id: str, mode: str) -> str:
+    """A run we start ourselves (CLI, beat) must exist in Omni before it reports there."""
+    from tasks.omni_client import SyncConflict
+    from tasks.sinks.omni import create_omni_run
+
+    active = store.active_run(source_id)
+    if active is not None and not _stale(store, active):
+        raise AlreadyRunning(source_id, active)  # no need to bother the manager
+    try:
+        return create_omni_run(source_id, mode)
+    except SyncConflict:
+        raise AlreadyRunning(source_id, None) from None
+
+
+def _close_omni_run(run_id: str, reason: str) -> None:
+    from tasks.sinks.omni import fail_omni_run
+
+    try:
+        fail_omni_run(run_id, reason)
+    except Exception as exc:  # the manager will time the run out itself
+        log.warning("could not close Omni run %s: %s", run_id, one_line(str(exc)))
 
 
 def _send_start(run_id: str, attempt: int) -> None:
