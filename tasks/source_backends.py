@@ -32,6 +32,7 @@ class LocalSourceBackend:
             token=self.registry.token(source.name),
             checkpoint=self._checkpoint(run, source.checkpoint),
             allow_insecure_http=source.allow_insecure_http,
+            ca_bundle=source.ca_bundle,
         )
 
     def commit(self, run: RunInfo, checkpoint: Checkpoint, counts: dict[str, int]) -> None:

@@ -92,7 +92,7 @@ def make_client(config: SourceConfig, settings: Settings, redis: Redis) -> Paper
         config.token,
         connect_timeout=settings.http_connect_timeout,
         read_timeout=settings.http_read_timeout,
-        verify=settings.tls,
+        verify=config.ca_bundle if config.ca_bundle and settings.tls_verify else settings.tls,
         retries=settings.http_retries,
         limiter=limiter,
         allow_insecure_http=config.allow_insecure_http or settings.allow_insecure_http,

@@ -45,6 +45,7 @@ class SourceConfig(BaseModel):
     token: str = Field(repr=False)
     checkpoint: Checkpoint | None = None
     allow_insecure_http: bool = False
+    ca_bundle: str | None = None  # a private CA of this source (else the CA_BUNDLE setting)
 
 
 class RunInfo(BaseModel):
