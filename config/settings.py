@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_concurrency_per_server: int = Field(
         8, ge=1, le=256, description="Requests in flight to one Paperless-ngx server, all workers."
     )
+    worker_concurrency: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Worker processes per `celery worker`; page tasks wait on the network, "
+        "so more than the cores pays off.",
+    )
     http_connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
     http_read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a response.")
     http_retries: int = Field(5, ge=0, le=20, description="Retries of transient HTTP failures.")
