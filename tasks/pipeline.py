@@ -531,7 +531,8 @@ def finalize(run_id: str, attempt: int, claimant: str) -> dict[str, str]:
     store.drop_work(run_id)
     forget(run_id)
     log.info("run %s of %s completed: %s", run_id, record.source_id, counts)
-    return {"outcome": "completed"}
+    # The finalizer's result is what Flower shows of a finished run.
+    return {"outcome": "completed", **{name: str(value) for name, value in counts.items()}}
 
 
 # -- 4. failing a run, and the watchdog ----------------------------------------------------
