@@ -12,9 +12,11 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery, current_app
+from redis import Redis
 
 from config.settings import get_settings
 from tasks.omni_sources import OmniSources
@@ -99,6 +101,33 @@ def test_a_tick_creates_the_run_in_omni_and_a_worker_does_it(omni_env: OmniBeat)
     assert fake.event_types(again["run_id"]).count("document_created") == 0
     assert fake.event_types(again["run_id"]).count("document_updated") == 0
     assert fake.runs[again["run_id"]].late_calls == []
+
+    # Ticks carry ids only: the source's API key is nowhere in Redis (task messages, results).
+    token = omni_env.paperless.token("admin").encode()
+    redis = sync_env.store.redis
+    held = [_value(redis, key) for key in redis.scan_iter()]
+    assert any(SOURCE.encode() in value for value in held)  # the values were read
+    assert all(token not in value for value in held)
+
+
+def _value(redis: Redis, key: Any) -> bytes:
+    """Everything a key holds, as bytes (DUMP may compress, hiding a substring)."""
+    kind = redis.type(key)
+    parts: Any
+    if kind == b"string":
+        parts = [redis.get(key) or b""]
+    elif kind == b"hash":
+        fields: Any = redis.hgetall(key)
+        parts = [b for pair in fields.items() for b in pair]
+    elif kind == b"list":
+        parts = redis.lrange(key, 0, -1)
+    elif kind == b"set":
+        parts = redis.smembers(key)
+    elif kind == b"zset":
+        parts = redis.zrange(key, 0, -1)
+    else:
+        parts = [redis.dump(key) or b""]
+    return b"\n".join(parts)
 
 
 def test_the_managers_refusals_are_skips(omni_env: OmniBeat) -> None:
