@@ -160,8 +160,10 @@ class LocalIndex:
                     ):
                         rows[(source_id, doc_id)]["id"] = rowid
                 _remove(db, source_id, doc_ids)
-            for key, doc in latest.items():
-                _insert(db, doc, rows[key])
+            # Kept row ids go back first: a new row takes the highest row id + 1, which
+            # may be the id of a kept row removed above (found by tests/test_model_check.py).
+            for key in sorted(latest, key=lambda key: rows[key]["id"] is None):
+                _insert(db, latest[key], rows[key])
 
     def delete(self, run: RunInfo, doc_ids: list[int]) -> None:
         with self._transaction() as db:
