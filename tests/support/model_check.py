@@ -44,9 +44,10 @@ class Mutator:
             "rename": self.rename,
             "relabel_select_option": self.relabel_select_option,
             "add_version": self.add_version,
+            "share_lookup": self.share_lookup,
         }
         # Edits and permission changes are what users do most; the rest now and then.
-        self.weights = [6, 2, 1, 2, 1, 1, 2, 1, 4, 2, 3, 1, 1]
+        self.weights = [6, 2, 1, 2, 1, 1, 2, 1, 4, 2, 3, 1, 1, 1]
 
     def mutate(self) -> str:
         """Apply one random mutation that fits the current state; its description."""
@@ -242,6 +243,15 @@ class Mutator:
         content = f"Version {self._name()} mit neuem Text"
         version = self.double.add_version(doc.id, content, label=self.rng.choice([None, "v2"]))
         return f"add_version({doc.id}) -> {version}"
+
+    def share_lookup(self) -> str:
+        """A tag, correspondent, type or path gets another owner: names appear or vanish."""
+        kind = self.rng.choice(["tags", "correspondents", "document_types", "storage_paths"])
+        obj_id = self.rng.choice(self._ids(kind))
+        owner = self.rng.choice([None, None, 1, 2, 3])
+        viewers = sorted(self.rng.sample(OTHER_USERS, k=self.rng.choice([0, 0, 1])))
+        self.double.set_lookup_permissions(kind, obj_id, owner=owner, view_users=viewers)
+        return f"set_lookup_permissions({kind}, {obj_id}, owner={owner}, view_users={viewers})"
 
 
 # -- comparing ---------------------------------------------------------------------------------
