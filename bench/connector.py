@@ -16,7 +16,15 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from bench.procs import PYTHON, BenchError, RssSampler, read_json_line, spawn, stop
+from bench.procs import (
+    PYTHON,
+    BenchError,
+    RssSampler,
+    read_json_line,
+    spawn,
+    stop,
+    tree_cpu_seconds,
+)
 from bench.profile import Profiler
 from tests.support.redis_server import RedisServer, start_redis
 
@@ -87,6 +95,10 @@ class ConnectorUnderTest:
             stop(driver)
             if profiler is not None:
                 self.last_profile = profiler.stop()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the worker's processes have used so far."""
+        return tree_cpu_seconds(self.worker.pid) if self.worker is not None else 0.0
 
     def peaks_kb(self) -> dict[int, int]:
         """Peak RSS of every worker process seen so far (the main process first)."""

@@ -15,7 +15,15 @@ from typing import Any
 import requests
 
 from bench.connector import ConnectorUnderTest
-from bench.procs import PYTHON, BenchError, RssSampler, read_json_line, spawn, stop
+from bench.procs import (
+    PYTHON,
+    BenchError,
+    RssSampler,
+    read_json_line,
+    spawn,
+    stop,
+    tree_cpu_seconds,
+)
 from bench.profile import summarise
 from bench.report import Measured
 from bench.server_limit import shipped_concurrency, shipped_page_size
@@ -37,15 +45,19 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else ""
 
 
-def _measured_child(argv: list[str], env: dict[str, str], what: str, timeout: float) -> tuple:
+def _measured_child(
+    argv: list[str], env: dict[str, str], what: str, timeout: float
+) -> tuple[dict[str, Any], dict[int, int], float]:
+    """The result line of a measured child, its peak RSS and the CPU time it used."""
     proc = spawn(argv, env=env, stdin=True)
     sampler = RssSampler(proc.pid).start()
     try:
         result = read_json_line(proc, timeout, what)
+        cpu = tree_cpu_seconds(proc.pid)
     finally:
         peaks = sampler.stop()
         stop(proc)
-    return result, {proc.pid: peaks.get(proc.pid, 0)}
+    return result, {proc.pid: peaks.get(proc.pid, 0)}, cpu
 
 
 def baseline(paperless: PaperlessHost, manager: FakeManager) -> Measured:
@@ -53,7 +65,8 @@ def baseline(paperless: PaperlessHost, manager: FakeManager) -> Measured:
     manager.reset()
     argv = [PYTHON, "-m", "bench.baseline", "--manager", manager.url, "--source", SOURCE_ID]
     timeout = 600 + paperless.documents * 0.5
-    result, peaks = _measured_child(argv, {}, "the sequential baseline", timeout)
+    server_cpu = paperless.cpu_seconds()
+    result, peaks, cpu = _measured_child(argv, {}, "the sequential baseline", timeout)
     served, managed = paperless.reset(), manager.reset()
     return Measured(
         "1. Sequential baseline (Omni's connector, §4)",
@@ -62,6 +75,8 @@ def baseline(paperless: PaperlessHost, manager: FakeManager) -> Measured:
         paperless_requests=served["requests"],
         manager_requests=managed["requests"],
         peaks_kb=peaks,
+        client_cpu=cpu,
+        server_cpu=paperless.cpu_seconds() - server_cpu,
         extra={"paperless_routes": served["by_route"], "manager_routes": managed["by_route"]},
     )
 
@@ -72,7 +87,9 @@ def server_limit(paperless: PaperlessHost) -> Measured:
     argv = [PYTHON, "-m", "bench.server_limit", "--url", paperless.url]
     argv += ["--concurrency", str(concurrency), "--page-size", str(shipped_page_size())]
     env = {"BENCH_PAPERLESS_TOKEN": paperless.token}
-    result, peaks = _measured_child(argv, env, "the server-limit run", 600 + paperless.documents)
+    server_cpu = paperless.cpu_seconds()
+    timeout = 600 + paperless.documents
+    result, peaks, cpu = _measured_child(argv, env, "the server-limit run", timeout)
     served = paperless.reset()
     return Measured(
         f"3. Server's limit (GETs only, {concurrency} in flight)",
@@ -80,6 +97,8 @@ def server_limit(paperless: PaperlessHost) -> Measured:
         seconds=result["seconds"],
         paperless_requests=served["requests"],
         peaks_kb=peaks,
+        client_cpu=cpu,
+        server_cpu=paperless.cpu_seconds() - server_cpu,
         extra={"paperless_routes": served["by_route"]},
     )
 
@@ -103,7 +122,12 @@ def connector_sync(
         manager.reset()
     source = (paperless.url, paperless.token) if register else None
     timeout = 600 + paperless.documents * 0.2
+    server_cpu, worker_cpu = paperless.cpu_seconds(), connector.cpu_seconds()
     record = connector.sync(mode, register=source, run_id=uuid.uuid4().hex, timeout=timeout)
+    server_cpu, worker_cpu = (
+        paperless.cpu_seconds() - server_cpu,
+        connector.cpu_seconds() - worker_cpu,
+    )
     served = paperless.reset()
     managed = manager.reset() if manager is not None else None
     measured = Measured(
@@ -113,6 +137,8 @@ def connector_sync(
         paperless_requests=served["requests"],
         manager_requests=managed["requests"] if managed is not None else None,
         peaks_kb=connector.peaks_kb(),
+        client_cpu=worker_cpu,
+        server_cpu=server_cpu,
         extra={"record": record, "paperless_routes": served["by_route"]},
     )
     if managed is not None:

@@ -123,6 +123,21 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat; index 11 and 12 after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time of `root` and its live descendants (Celery's pool children live on)."""
+    return sum(cpu_seconds(pid) for pid in process_tree(root))
+
+
 def peak_rss_kb(pid: int) -> int | None:
     """The process's peak resident set size (VmHWM) in KiB, or None once it is gone."""
     try:

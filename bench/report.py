@@ -16,6 +16,8 @@ class Measured:
     paperless_requests: int | None = None
     manager_requests: int | None = None
     peaks_kb: dict[int, int] = field(default_factory=dict)
+    client_cpu: float | None = None  # CPU seconds of the client under test (worker tree)
+    server_cpu: float | None = None  # CPU seconds of the Paperless-ngx double meanwhile
     extra: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
 
@@ -36,6 +38,11 @@ class Measured:
             return "–"
         return f"{requests / self.documents:.3f}" if self.documents else f"{requests} total"
 
+    def cpu_text(self) -> str:
+        if self.client_cpu is None or self.server_cpu is None:
+            return "–"
+        return f"{self.client_cpu:.1f} / {self.server_cpu:.1f}"
+
     def peaks_text(self) -> str:
         if not self.peaks_kb:
             return "–"
@@ -55,11 +62,12 @@ def run_rows(runs: list[Measured]) -> str:
     header = [
         "run", "wall time (s)", "documents/s", "Paperless-ngx requests/doc",
         "manager requests/doc", "peak RSS per worker process (MiB)",
+        "CPU s: client / Paperless double",
     ]  # fmt: skip
     rows = []
     for run in runs:
         if not run.ok:
-            rows.append([run.label, f"not run: {run.failure}", "", "", "", ""])
+            rows.append([run.label, f"not run: {run.failure}", "", "", "", "", ""])
             continue
         rows.append(
             [
@@ -69,6 +77,7 @@ def run_rows(runs: list[Measured]) -> str:
                 run.per_document(run.paperless_requests),
                 run.per_document(run.manager_requests),
                 run.peaks_text(),
+                run.cpu_text(),
             ]
         )
     return table(header, rows)

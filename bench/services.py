@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from bench.procs import PYTHON, BenchError, read_json_line, spawn, stop
+from bench.procs import PYTHON, BenchError, cpu_seconds, read_json_line, spawn, stop
 
 
 class PaperlessHost:
@@ -46,6 +46,10 @@ class PaperlessHost:
     def reset(self) -> dict[str, Any]:
         """Clear the request log; returns what it held."""
         return self._command("reset")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the double's process has used so far (its server threads included)."""
+        return cpu_seconds(self.proc.pid)
 
     def set_latency(self, seconds: float) -> None:
         self._command(f"latency {seconds}")
