@@ -121,9 +121,11 @@ def parse_query(query: str) -> ParsedQuery:
         op, quoted, bare = match.group("op"), match.group("quoted"), match.group("bare")
         kind = OPERATORS.get(op.lower()) if op else None
         value = quoted if quoted is not None else (bare or "")
-        if kind is None:
-            text = match.group(0) if op else value
-            _add_term(parsed, text, phrase=quoted is not None and not op)
+        if kind is None and op and quoted is not None:  # foo:"a b": the word, the phrase
+            _add_term(parsed, op, phrase=False)
+            _add_term(parsed, quoted, phrase=True)
+        elif kind is None:  # 10:30, https://x, foo:bar: as written, colons and all
+            _add_term(parsed, match.group(0) if op else value, phrase=quoted is not None)
         elif kind == "created":
             parsed.created.append(_date_range(value))
         elif not value.strip():

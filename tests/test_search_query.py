@@ -64,6 +64,8 @@ def test_unknown_operators_and_colons_are_searched_as_text():
     parsed = parse_query("foo:bar 10:30 https://example.org")
     assert [term.text for term in parsed.terms] == ["foo:bar", "10:30", "https://example.org"]
     assert not parsed.has_filters
+    parsed = parse_query('title:"due date"')
+    assert parsed.terms == [Term("title"), Term("due date", phrase=True)]
 
 
 def test_punctuation_and_emoji_alone_are_not_terms():

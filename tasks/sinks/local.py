@@ -16,6 +16,12 @@ The text is stored once: `documents_fts` is an external-content FTS5 table over 
 character spaced apart (only for documents that have any), so CJK words are found by exact
 substring (see `tasks/search_query.py`). Access rows, tags and the folded classification
 names are plain tables and columns that the `search` filters use.
+
+Ranking: documents titled exactly as the query first, then bm25 with the title weighted
+10x. bm25 costs microseconds per matching document, so a query matching more than
+`BROAD_QUERY` documents lists title matches, then the rest, newest first (`_broad_ids`).
+After a bulk load (a first full sync) `optimize()` merges the FTS5 segments: in
+bench/local_index_bench.py at 100,000 documents it halves the median search time.
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ SCHEMA = [
         owner TEXT, url TEXT NOT NULL, access TEXT NOT NULL, custom_fields TEXT NOT NULL,
         notes TEXT NOT NULL, keywords TEXT NOT NULL, text TEXT NOT NULL, cjk TEXT NOT NULL,
         UNIQUE (source_id, doc_id))""",
+    # Covers stored_states: a scan of it never reads the (large) document rows.
+    """CREATE INDEX documents_states
+        ON documents (source_id, doc_id, light_fingerprint, fingerprint)""",
     "CREATE INDEX documents_created ON documents (created)",
     "CREATE INDEX documents_title_key ON documents (title_key)",
     "CREATE INDEX documents_correspondent ON documents (correspondent_key)",
