@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tasks.paperless.client import PaperlessClient, ReadOnlyViolation
+from tasks.paperless.client import LIGHT_PAGE_SIZE, PaperlessClient, ReadOnlyViolation
 from tasks.paperless.errors import (
     AuthenticationError,
     BadResponseError,
@@ -200,8 +200,7 @@ def test_paging_follows_page_numbers_on_our_own_base_url(serve) -> None:
         return original(path, params, page_size=3)
 
     client._pages = small_pages  # type: ignore[method-assign]
-    docs, _ = client.list_light()
-    assert [d["id"] for d in docs] == list(range(1, 8))
+    assert client.list_document_ids() == list(range(1, 8))
     assert [s.query["page"] for s in light_server.log] == ["1", "2", "3"]
 
 
@@ -212,7 +211,7 @@ def test_list_light_asks_for_the_light_fields_and_full_perms(serve) -> None:
     assert len(docs) == 25 and set(docs[0]) == {"id", "title", "tags", "owner"}
     query = server.log[0].query
     assert query["full_perms"] == "true" and query["ordering"] == "id"
-    assert query["page_size"] == "100000"
+    assert query["page_size"] == str(LIGHT_PAGE_SIZE)
     assert query["fields"].split(",")[:3] == ["id", "modified", "title"]
     assert "permissions" in query["fields"].split(",")
     assert abs(server_time - datetime.now(UTC)) < timedelta(seconds=5)

@@ -7,14 +7,18 @@ applies faults. `answer` takes the double's lock while it reads the corpus.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from tests.paperless_double.listing import ListingCache
 from tests.paperless_double.model import LOOKUP_KINDS, Document, LookupObject, User
 from tests.paperless_double.serialise import (
     View,
@@ -114,8 +118,9 @@ def parse_ids(name: str, text: str) -> set[int]:
         raise BadRequest({name: ["Enter a whole number."]}) from None
 
 
-def document_filter(query: dict[str, str]) -> Callable[[Document], bool]:
-    """One predicate for every filter in the query (unknown parameters are ignored)."""
+def document_filter(query: dict[str, str]) -> Callable[[Document], bool] | None:
+    """One predicate for every filter in the query (unknown parameters are ignored); None
+    when nothing filters."""
     checks: list[Callable[[Document], bool]] = []
     for name, value in query.items():
         if value == "":  # django-filter skips empty values
@@ -149,11 +154,13 @@ def document_filter(query: dict[str, str]) -> Callable[[Document], bool]:
             checks.append(
                 lambda d, ids=ids: any(f in ids for f, _ in d.custom_fields)  # type: ignore[misc]
             )
+    if not checks:
+        return None
     return lambda doc: all(check(doc) for check in checks)
 
 
 ORDERINGS: dict[str, Callable[[Document], Any]] = {
-    "id": lambda d: d.id,
+    "id": attrgetter("id"),
     "modified": lambda d: (d.modified, d.id),
     "created": lambda d: (d.created, d.id),
     "added": lambda d: (d.added, d.id),
@@ -162,12 +169,18 @@ ORDERINGS: dict[str, Callable[[Document], Any]] = {
 }
 
 
-def order_documents(docs: list[Document], ordering: str | None) -> list[Document]:
+def sort_key(ordering: str | None) -> tuple[Callable[[Document], Any], bool]:
+    """The key of an `ordering` parameter and whether it is descending."""
     name = (ordering or "-created").strip()
     key = ORDERINGS.get(name.lstrip("-"))
     if key is None:  # DRF ignores an unknown ordering field
         name, key = "-created", ORDERINGS["created"]
-    return sorted(docs, key=key, reverse=name.startswith("-"))
+    return key, name.startswith("-")
+
+
+def order_documents(docs: list[Document], ordering: str | None) -> list[Document]:
+    key, descending = sort_key(ordering)
+    return sorted(docs, key=key, reverse=descending)
 
 
 @dataclass
@@ -187,7 +200,8 @@ def page_url(request: Request, page: int | None) -> str:
     return f"{request.base}{request.path}" + (f"?{query}" if query else "")
 
 
-def paginate(items: list[Any], request: Request) -> Page:
+def page_window(request: Request, count: int) -> tuple[int, int, int]:
+    """(page number, first index, page size) of a list of `count` items, or PageNotFound."""
     try:
         size = int(request.query.get("page_size", DEFAULT_PAGE_SIZE))
         size = min(size, MAX_PAGE_SIZE) if size > 0 else DEFAULT_PAGE_SIZE
@@ -197,16 +211,39 @@ def paginate(items: list[Any], request: Request) -> Page:
         number = int(request.query.get("page", "1"))
     except ValueError:
         raise PageNotFound from None
-    pages = max(1, -(-len(items) // size))
+    pages = max(1, -(-count // size))
     if number < 1 or number > pages:
         raise PageNotFound
-    start = (number - 1) * size
+    return number, (number - 1) * size, size
+
+
+def make_page(items: list[Any], count: int, number: int, size: int, request: Request) -> Page:
+    last = max(1, -(-count // size))
     return Page(
-        items=items[start : start + size],
-        count=len(items),
-        next=page_url(request, number + 1) if number < pages else None,
+        items=items,
+        count=count,
+        next=page_url(request, number + 1) if number < last else None,
         previous=page_url(request, None if number == 2 else number - 1) if number > 1 else None,
     )
+
+
+def paginate(items: list[Any], request: Request) -> Page:
+    number, start, size = page_window(request, len(items))
+    return make_page(items[start : start + size], len(items), number, size, request)
+
+
+def paginate_ordered(docs: list[Document], request: Request, ordering: str | None) -> Page:
+    """`paginate(order_documents(docs, ordering), request)`, sorting only what the page needs
+    when it is a small part of the list (the probe's page_size=1 among 100,000)."""
+    number, start, size = page_window(request, len(docs))
+    key, descending = sort_key(ordering)
+    end = start + size
+    if end * 4 < len(docs):  # keys are unique (they end in the id): the same order as sorted
+        pick = heapq.nlargest if descending else heapq.nsmallest
+        window = pick(end, docs, key=key)[start:]
+    else:
+        window = sorted(docs, key=key, reverse=descending)[start:end]
+    return make_page(window, len(docs), number, size, request)
 
 
 class PageNotFound(Exception):
@@ -228,6 +265,7 @@ class Api:
 
     def __init__(self, double: PaperlessDouble) -> None:
         self.double = double
+        self.listing = ListingCache()
 
     def view(self, request: Request, version: int, *, documents: bool = False) -> View:
         assert request.user is not None
@@ -276,6 +314,8 @@ class Api:
         candidates: Iterable[Document | None] = (
             documents.values() if ids is None else (documents.get(i) for i in ids)
         )
+        if user.is_superuser:
+            return [doc for doc in candidates if doc is not None and doc.deleted_at is None]
         return [
             doc
             for doc in candidates
@@ -290,14 +330,25 @@ class Api:
             if request.query.get(name):  # a page fetch: look the ids up instead of scanning
                 wanted = parse_ids(name, request.query[name]) - self.double.faults.vanished()
                 ids = wanted if ids is None else ids & wanted
+        ordering = request.query.get("ordering")
         with self.double.lock:
-            docs = [doc for doc in self.visible(request.user, ids) if keep(doc)]
-            docs = order_documents(docs, request.query.get("ordering"))
-            page = paginate(docs, request)
+            docs = self.visible(request.user, ids)
+            if keep is not None:
+                docs = [doc for doc in docs if keep(doc)]
+            if version <= 9:  # `all` lists every match, in order
+                docs = order_documents(docs, ordering)
+                page = paginate(docs, request)
+            else:
+                page = paginate_ordered(docs, request, ordering)
         # Serialised outside the lock: a 100,000-document listing must not stall the others.
-        results = document_dicts(page.items, self.view(request, version, documents=True))
+        view = self.view(request, version, documents=True)
         all_ids = (doc.id for doc in docs) if version <= 9 else None
-        return json_reply(200, list_payload(page, results, all_ids, version))
+        listed = self.listing.results(page.items, view)
+        if listed is None:
+            results = document_dicts(page.items, view)
+            return json_reply(200, list_payload(page, results, all_ids, version))
+        head = encode(list_payload(page, [], all_ids, version))  # ends in "results":[]}
+        return Reply(200, head[: -len(b"[]}")] + listed + b"}")
 
     def trash(self, request: Request, version: int) -> Reply:
         user = request.user
@@ -401,16 +452,14 @@ class Api:
         return json_reply(200, payload)
 
     def document_counts(self, user: User, kind: str) -> Counter[int]:
-        counts: Counter[int] = Counter()
-        for doc in self.visible(user):
-            if kind == "tags":
-                counts.update(doc.tags)
-            elif kind == "custom_fields":
-                counts.update(f for f, _ in doc.custom_fields)
-            else:
-                value = getattr(doc, kind[:-1])  # correspondents → correspondent, ...
-                if value is not None:
-                    counts[value] += 1
+        docs = self.visible(user)
+        if kind == "tags":
+            return Counter(chain.from_iterable(doc.tags for doc in docs))
+        if kind == "custom_fields":
+            return Counter(f for doc in docs for f, _ in doc.custom_fields)
+        attribute = attrgetter(kind[:-1])  # correspondents → correspondent, ...
+        counts = Counter(map(attribute, docs))
+        counts.pop(None, None)
         return counts
 
 
