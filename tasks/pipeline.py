@@ -21,6 +21,7 @@ from typing import Any
 import redis.exceptions
 import requests
 
+from tasks import collector
 from tasks.document import IndexedDocument
 from tasks.locks import SourceLock, new_token
 from tasks.paperless.client import PaperlessClient
@@ -217,7 +218,8 @@ def start_run(run_id: str, attempt: int) -> list[int] | None:
         return missing
     store.set_fields(run_id, fence=lock.take_fence())
     try:
-        return list(range(plan_run(w, store, record, lock)))
+        with collector.paused():  # half the time of a plan at 100,000 documents
+            return list(range(plan_run(w, store, record, lock)))
     except RunStopped:
         lock.release()
         return None
