@@ -105,41 +105,40 @@ def light_fingerprint(raw: dict[str, Any], snapshot: LookupSnapshot) -> str:
     to in the snapshot, worked out once per snapshot: treat a snapshot as read-only once
     fingerprints are taken from it.
     """
-    resolved = _resolved(snapshot)
     try:
-        payload: Any = resolved.light_payload(raw)
+        text = _resolved(snapshot).light_text(raw)
     except Exception:  # malformed listing data of any shape still hashes the same way
-        payload = (
-            "unparsed",
-            sorted((key, repr(raw.get(key))) for key in _LIGHT_KEYS if key in raw),
-        )
-    return hashlib.sha256(repr(payload).encode("utf-8", "surrogatepass")).hexdigest()
+        text = repr(sorted((key, repr(raw.get(key))) for key in _LIGHT_KEYS if key in raw))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _LIGHT_KEYS = (*LIGHT_FIELDS, "permissions")
 
 
 class _Resolved:
-    """What light fingerprints need of one snapshot, as short tokens per id.
+    """What light fingerprints need of one snapshot, as a text token per id.
 
-    A known id becomes "id=name" (an e-mail for users), an unknown one stays the bare id, so
-    a rename, a new e-mail or a lookup the token stopped seeing changes the token.
+    A known id becomes `id='name'` (an e-mail for users), an unknown one its bare repr, so a
+    rename, a new e-mail or a lookup the token stopped seeing changes the token. Values and
+    names go in as repr, so no separator inside them can make two documents' texts equal.
     """
 
     def __init__(self, snapshot: LookupSnapshot) -> None:
         # Keyed by Any: the ids come from raw JSON, whatever type they have there.
         def named(table: dict[int, dict[str, Any]]) -> dict[Any, str]:
-            return {object_id: f"{object_id}={row.get('name')}" for object_id, row in table.items()}
+            return {
+                object_id: f"{object_id}={row.get('name')!r}" for object_id, row in table.items()
+            }
 
         self.tags = named(snapshot.tags)
         self.correspondents = named(snapshot.correspondents)
         self.document_types = named(snapshot.document_types)
         self.storage_paths = named(snapshot.storage_paths)
         self.users: dict[Any, str] = {
-            uid: f"{uid}={_email(snapshot, uid) or ''}" for uid in snapshot.users
+            uid: f"{uid}={_email(snapshot, uid)!r}" for uid in snapshot.users
         }
         # Superusers see every owned document: a new one changes all of their access.
-        self.superusers = " ".join(
+        self.superusers = repr(
             sorted(
                 str(row.get("email") or "").strip()
                 for row in snapshot.users.values()
@@ -150,68 +149,70 @@ class _Resolved:
         for field_id in snapshot.custom_fields:
             field = _field(snapshot, field_id)
             if field is not None:
-                currency = field.default_currency if field.data_type == "monetary" else ""
-                token = f"{field_id}={field.name}:{field.data_type}:{currency or ''}"
+                currency = field.default_currency if field.data_type == "monetary" else None
+                token = f"{field_id}={field.name!r}:{field.data_type}:{currency!r}"
                 self.fields[field_id] = (token, field)
-        self.labels: dict[tuple[Any, Any], str | None] = {}  # (select field, option) -> label
+        self.labels: dict[tuple[Any, Any], str] = {}  # (select field, option) -> label's repr
+        self.documentlinks = {
+            field_id
+            for field_id, row in snapshot.custom_fields.items()
+            if row.get("data_type") == "documentlink"
+        }
 
-    def light_payload(self, raw: dict[str, Any]) -> tuple[Any, ...]:
-        owner = raw.get("owner")
-        access: tuple[Any, ...] | None = None
+    def light_text(self, raw: dict[str, Any]) -> str:
+        get = raw.get
+        owner = get("owner")
+        access = "public"
         if owner is not None:  # unowned documents are public whatever the shares say
-            users, groups = _shared(raw.get("permissions"))
             known = self.users
-            access = (
-                known.get(owner, owner),
-                tuple([known.get(uid, uid) for uid in users]),
-                tuple(groups),
-                self.superusers,
-            )
-        correspondent = raw.get("correspondent")
-        document_type = raw.get("document_type")
-        storage_path = raw.get("storage_path")
+            users, groups = _shared(get("permissions"))
+            shared = [known.get(uid) or repr(uid) for uid in users]
+            owned = known.get(owner) or repr(owner)
+            access = f"{owned}|{' '.join(shared)}|{groups!r}|{self.superusers}"
         tags = self.tags
-        fields = raw.get("custom_fields")
-        return (
-            raw.get("id"),
-            raw.get("modified"),
-            raw.get("title"),
-            raw.get("archive_serial_number"),
-            tuple([tags.get(tag, tag) for tag in sorted(raw.get("tags") or ())]),
-            self.correspondents.get(correspondent, correspondent),
-            self.document_types.get(document_type, document_type),
-            self.storage_paths.get(storage_path, storage_path),
-            tuple([self._field_value(instance) for instance in fields]) if fields else (),
-            access,
+        correspondent = get("correspondent")
+        document_type = get("document_type")
+        storage_path = get("storage_path")
+        fields = get("custom_fields")
+        return "\x1f".join(
+            (
+                repr(get("id")),
+                repr(get("modified")),
+                repr(get("title")),
+                repr(get("archive_serial_number")),
+                " ".join([tags.get(tag) or repr(tag) for tag in sorted(get("tags") or ())]),
+                self.correspondents.get(correspondent) or repr(correspondent),
+                self.document_types.get(document_type) or repr(document_type),
+                self.storage_paths.get(storage_path) or repr(storage_path),
+                " ".join([self._field_text(instance) for instance in fields]) if fields else "",
+                access,
+            )
         )
 
-    def _field_value(self, instance: dict[str, Any]) -> tuple[Any, ...]:
+    def _field_text(self, instance: dict[str, Any]) -> str:
         field_id, value = instance.get("field"), instance.get("value")
         found = self.fields.get(field_id)
         if found is None:
-            return (field_id, value)
+            return f"{field_id!r}:{value!r}"
         token, field = found
         if field.data_type != "select":
-            return (token, value)  # shown as a function of the value and the token's parts
+            return f"{token}:{value!r}"  # shown as a function of the value and the token
         try:
             label = self.labels[(field_id, value)]
         except KeyError:
-            label = self.labels[(field_id, value)] = field.select_label(value)
+            label = self.labels[(field_id, value)] = repr(field.select_label(value))
         except TypeError:  # an unhashable value: not an option anyway
-            label = None
-        return (token, label, value)
+            label = "None"
+        return f"{token}:{label}:{value!r}"
 
 
 def _shared(permissions: Any) -> tuple[list[Any], list[Any]]:
     """The user and group ids a `permissions` value shares with (view and change)."""
     if permissions is None:
         return [], []  # no full_perms: the owner only
-    users: list[Any] = []
-    groups: list[Any] = []
-    for kind in ("view", "change"):
-        part = permissions.get(kind) or {}
-        users.extend(part.get("users") or ())
-        groups.extend(part.get("groups") or ())
+    view, change = permissions.get("view") or {}, permissions.get("change") or {}
+    users = [*(view.get("users") or ()), *(change.get("users") or ())]
+    groups = [*(view.get("groups") or ()), *(change.get("groups") or ())]
     return users, groups
 
 
@@ -232,12 +233,14 @@ def _resolved(snapshot: LookupSnapshot) -> _Resolved:
 def linked_ids(raw: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
     """The document ids named in the document's documentlink custom fields."""
     ids: set[int] = set()
+    links = _resolved(snapshot).documentlinks  # a plan asks this of every document
+    if not links:
+        return ids
     for instance in raw.get("custom_fields") or []:
-        if not isinstance(instance, dict):
+        if not isinstance(instance, dict) or instance.get("field") not in links:
             continue
-        field = snapshot.custom_fields.get(instance.get("field"))  # type: ignore[arg-type]
         value = instance.get("value")
-        if field and field.get("data_type") == "documentlink" and isinstance(value, list):
+        if isinstance(value, list):
             ids.update(v for v in value if isinstance(v, int) and not isinstance(v, bool))
     return ids
 
