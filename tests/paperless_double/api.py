@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -161,9 +161,9 @@ def document_filter(query: dict[str, str]) -> Callable[[Document], bool] | None:
 
 ORDERINGS: dict[str, Callable[[Document], Any]] = {
     "id": attrgetter("id"),
-    "modified": lambda d: (d.modified, d.id),
-    "created": lambda d: (d.created, d.id),
-    "added": lambda d: (d.added, d.id),
+    "modified": attrgetter("modified", "id"),
+    "created": attrgetter("created", "id"),
+    "added": attrgetter("added", "id"),
     "title": lambda d: (d.title.casefold(), d.id),
     "archive_serial_number": lambda d: (d.archive_serial_number or 0, d.id),
 }
@@ -454,9 +454,10 @@ class Api:
     def document_counts(self, user: User, kind: str) -> Counter[int]:
         docs = self.visible(user)
         if kind == "tags":
-            return Counter(chain.from_iterable(doc.tags for doc in docs))
+            return Counter(chain.from_iterable(map(attrgetter("tags"), docs)))
         if kind == "custom_fields":
-            return Counter(f for doc in docs for f, _ in doc.custom_fields)
+            pairs = chain.from_iterable(map(attrgetter("custom_fields"), docs))
+            return Counter(map(itemgetter(0), pairs))  # (field id, value) pairs
         attribute = attrgetter(kind[:-1])  # correspondents → correspondent, ...
         counts = Counter(map(attribute, docs))
         counts.pop(None, None)
