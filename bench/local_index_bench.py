@@ -192,6 +192,14 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="local-index-bench-"))
+    try:
+        run(args, workdir)
+    finally:
+        if not args.dir:  # also when interrupted, or its output pipe closed
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
     index = LocalIndex(workdir / "index.sqlite3")
     index.count()
     if args.synchronous == "normal":
@@ -242,8 +250,6 @@ def main() -> None:
     index.close()
     if args.dir:
         print(f"index kept in {workdir}")
-    else:
-        shutil.rmtree(workdir)
 
 
 if __name__ == "__main__":

@@ -418,6 +418,16 @@ def test_a_repeated_id_in_one_page_keeps_the_last(index: LocalIndex):
     assert ids(index.search("first")) == []
 
 
+def test_rewriting_the_newest_document_with_a_new_one_in_one_page(index: LocalIndex):
+    # The new row must not take the row id the rewritten (newest) one keeps.
+    index.write(RUN, [make_doc(1, text="old one"), make_doc(2, text="old two")])
+    index.write(RUN, [make_doc(3, text="brand new"), make_doc(2, text="two again")])
+    assert index.count() == 3
+    assert ids(index.search("two")) == [2]
+    assert ids(index.search("brand")) == [3]
+    assert [row["text"] for row in index.export()] == ["old one", "two again", "brand new"]
+
+
 def test_delete_removes_from_search_and_export(index: LocalIndex):
     index.write(RUN, [make_doc(i, text="keep", tags=["T"]) for i in range(1, 6)])
     index.write(run_of("other"), [make_doc(2, text="keep", source_id="other")])
