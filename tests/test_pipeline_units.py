@@ -211,7 +211,9 @@ def test_the_finalizer_commits_once(sync_env: SyncEnv, paperless: PaperlessDoubl
     run_id = _planned(sync_env, paperless)
     for page in range(8):
         pipeline.fetch_page(run_id, page)
-    assert pipeline.finalize(run_id, 1, claimant="body-1") == {"outcome": "completed"}
+    result = pipeline.finalize(run_id, 1, claimant="body-1")
+    assert result["outcome"] == "completed"
+    assert int(result["scanned"]) == int(result["written"]) > 0  # the counts Flower shows
     pipeline.finalize(run_id, 1, claimant="body-1")  # its redelivery
     assert pipeline.finalize(run_id, 1, claimant="body-2") == {"outcome": "duplicate"}
     assert pipeline.finalize(run_id, 0, claimant="old") == {"outcome": "stale"}
