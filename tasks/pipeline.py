@@ -526,8 +526,9 @@ def finalize(run_id: str, attempt: int, claimant: str) -> dict[str, str]:
     final = store.get(run_id) or record
     counts = {name: getattr(final, name) for name in ("scanned", "written", "unchanged", "failed")}
     counts["deleted"] = len(deletions)
-    w.backend.commit(run, checkpoint, counts)
-    store.count(run_id, "commits")
+    if store.field(run_id, "commits") is None:  # a redelivered finalizer committed already
+        w.backend.commit(run, checkpoint, counts)
+        store.count(run_id, "commits")
     store.mark_completed(run_id)
     lock.release()
     store.drop_work(run_id)
