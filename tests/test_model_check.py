@@ -27,9 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from tasks import pipeline
 from tasks.document import Access, IndexedDocument
+from tasks.runs import RunStore
 from tasks.sinks.base import RunInfo
 from tasks.sinks.local import LocalIndex
+from tasks.source_backends import LocalSourceBackend
 from tasks.trigger import trigger_sync
 from tests.paperless_double import PaperlessDouble, generate_corpus
 from tests.support.model_check import (
@@ -78,7 +81,8 @@ def test_random_changes_faults_and_kills_always_end_in_the_servers_state(
         problems += model_mismatches(double, exported, SOURCE, user)
         assert not problems, f"round {round_no}: " + "\n".join(problems[:10]) + f"\n{where}"
 
-    def sync(round_no: int, mode: str, *, faulty: bool, kill: bool) -> None:
+    def sync(round_no: int, mode: str, *, faulty: bool, kill: bool, meddle: bool) -> bool:
+        """Run a sync; whether the sink now must equal the server (and was checked)."""
         nonlocal completed
         before = sync_env.checkpoint(SOURCE)
         if faulty:
@@ -89,32 +93,43 @@ def test_random_changes_faults_and_kills_always_end_in_the_servers_state(
         run_id = trigger_sync(SOURCE, mode).run_id
         runs.append(run_id)
         killed = kill_pool_mid_run(sync_env, worker, run_id, rng.uniform(0, 0.6)) if kill else ""
+        if meddle:  # people keep working in Paperless-ngx while it syncs
+            sync_env.wait_for(lambda: run_started(sync_env, run_id), what="the run started")
+            time.sleep(rng.uniform(0, 0.3))
+            with double.lock:
+                history.extend(f"  during the run: {mutator.mutate()}" for _ in range(2))
         record = sync_env.wait(run_id, timeout=180)
         double.faults.clear()
         after = sync_env.checkpoint(SOURCE)
         outcome = f"{mode}{' faulty' if faulty else ''}{killed}: {record.state}"
+        if meddle and record.state == "completed":
+            outcome += " (not compared: changed during the run; the next run must catch up)"
         history.append(f"round {round_no}: {outcome}")
         if record.state != "completed":
             # Only faults may fail a run (the next one repairs); a killed pool process may not.
             assert faulty, f"round {round_no}: {record.error}\n" + "\n".join(history)
             assert after == before, f"round {round_no}: a failed run moved the checkpoint"
-            return
+            return False
         completed += 1
         assert after is not None and after != before, f"round {round_no}: checkpoint not moved"
         if before is not None:
             assert after["watermark"] > before["watermark"]
+        if meddle:
+            return False
         check(round_no)
+        return True
 
-    sync(0, "full", faulty=False, kill=False)
+    settled = sync(0, "full", faulty=False, kill=False, meddle=False)
     for round_no in range(1, ROUNDS + 1):
         double.clock.advance(rng.uniform(2, 120))  # so `modified` and the watermark move
         with double.lock:
             history.extend(f"  {mutator.mutate()}" for _ in range(rng.randint(1, 6)))
         mode = "full" if rng.random() < 0.15 else "incremental"
-        sync(round_no, mode, faulty=rng.random() < 0.2, kill=rng.random() < 0.1)
-    if not history[-1].endswith("completed"):  # the last round failed: the next run repairs
+        faulty, kill, meddle = (rng.random() < p for p in (0.2, 0.1, 0.1))
+        settled = sync(round_no, mode, faulty=faulty, kill=kill, meddle=meddle)
+    if not settled:  # the last run failed or ran while things changed: the next one repairs
         double.clock.advance(5)
-        sync(ROUNDS + 1, "incremental", faulty=False, kill=False)
+        assert sync(ROUNDS + 1, "incremental", faulty=False, kill=False, meddle=False)
 
     print("\n".join(history))  # shown with -s: what the rounds did
     assert only_gets(double)
@@ -143,6 +158,49 @@ def test_a_new_document_written_with_the_newest_rewritten_one_lands(tmp_path: Pa
 
     held = {row["doc_id"]: row["fingerprint"] for row in index.export("s")}
     assert held == {13: "v1", 91: "restored", 160: "v2"}
+
+
+def test_a_finalizer_dying_after_its_commit_does_not_commit_again(
+    sync_env: SyncEnv, paperless: PaperlessDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the model check (seed 9, alice, round 24): a pool process killed between
+    the checkpoint commit and the run's completion made the redelivered finalizer commit
+    (and, with Omni, complete the sync) a second time."""
+    sync_env.add_source("main", paperless)
+    run_id = trigger_sync("main", "full").run_id
+    sync_env.store.redis.delete("control")  # no worker: this test drives the steps itself
+    for page in pipeline.start_run(run_id, attempt=1) or []:
+        pipeline.fetch_page(run_id, page)
+    commits = []
+    original = LocalSourceBackend.commit
+
+    def commit(self: LocalSourceBackend, *args: object) -> None:
+        commits.append(args)
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalSourceBackend, "commit", commit)
+
+    class Killed(Exception):
+        pass
+
+    def killed(self: RunStore, run_id: str) -> None:
+        raise Killed
+
+    with monkeypatch.context() as dying:
+        dying.setattr(RunStore, "mark_completed", killed)
+        with pytest.raises(Killed):
+            pipeline.finalize(run_id, 1, claimant="finalizer")
+    redelivered = pipeline.finalize(run_id, 1, claimant="finalizer")
+
+    assert redelivered["outcome"] == "completed"
+    assert len(commits) == 1
+    assert sync_env.store.field(run_id, "commits") == "1"
+    assert sync_env.checkpoint("main") is not None
+
+
+def run_started(env: SyncEnv, run_id: str) -> bool:
+    record = env.store.get(run_id)
+    return record is not None and record.state != "queued"
 
 
 def kill_pool_mid_run(env: SyncEnv, worker: WorkerProcess, run_id: str, delay: float) -> str:
