@@ -349,17 +349,20 @@ def expand_ranges(ranges: list[list[int]]) -> set[int]:
 # -- 2. one page ---------------------------------------------------------------------------
 
 
-def fetch_page(run_id: str, page: int) -> dict[str, int]:
+def fetch_page(run_id: str, page: int, attempt: int | None = None) -> dict[str, int]:
     """Fetch, render and write one page of the run; idempotent.
 
     The result is deterministic (Celery's chord counts identical results once); the counts
-    go to the run record, once per page.
+    go to the run record, once per page. A page message of an earlier attempt of a resumed
+    run (still queued when its worker died) is skipped: the resume sent the page again.
     """
     w = wiring()
     store = RunStore(w.redis)
     result = {"page": page}
     record = store.get(run_id)
     if record is None or record.state in FINAL_STATES or store.is_page_done(run_id, page):
+        return result
+    if attempt is not None and record.attempt != attempt:
         return result
     if store.stop_reason(run_id):
         return result

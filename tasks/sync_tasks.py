@@ -63,7 +63,8 @@ def dispatch(run_id: str, attempt: int, pages: list[int]) -> None:
     attempt, so a run can be traced in Flower and a resume never reuses an old result.
     """
     header = group(
-        fetch_page.si(run_id, page).set(task_id=f"{run_id}:page:{page}:{attempt}") for page in pages
+        fetch_page.si(run_id, page, attempt).set(task_id=f"{run_id}:page:{page}:{attempt}")
+        for page in pages
     )
     # A redelivered finalizer keeps its id and may go on; a duplicate chord's finalizer
     # (the scheduler redelivered after dispatching) has another id and is turned away.
@@ -74,10 +75,10 @@ def dispatch(run_id: str, attempt: int, pages: list[int]) -> None:
 
 
 @shared_task(name=FETCH_PAGE, bind=True, max_retries=None)
-def fetch_page(self: Any, run_id: str, page: int) -> dict[str, int]:
+def fetch_page(self: Any, run_id: str, page: int, attempt: int | None = None) -> dict[str, int]:
     """Fetch, render and write one page of documents."""
     try:
-        return pipeline.fetch_page(run_id, page)
+        return pipeline.fetch_page(run_id, page, attempt)
     except Exception as exc:
         _retry_or_raise(self, exc)
         cause = pipeline.page_failed(run_id, page, exc)

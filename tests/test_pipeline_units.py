@@ -296,3 +296,22 @@ def test_a_run_whose_source_is_locked_by_another_fails_with_a_clear_reason(
     assert record.error == ("a sync of main is already running; wait for it to end or cancel it")
     assert holder.holder() == holder.token  # the other run keeps its lock
     assert paperless.requests() == []
+
+
+def test_a_page_message_of_an_earlier_attempt_is_skipped_after_a_resume(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    run_id = _planned(sync_env, paperless)
+    sync_env.store.set_fields(run_id, heartbeat=int(time.time()) - 100_000)
+    assert pipeline.watchdog() == [run_id]  # its worker died; the run failed
+    trigger_sync("main", "full", run_id=run_id, is_resume=True)
+    sync_env.store.redis.delete("control")
+    assert pipeline.start_run(run_id, attempt=2) is not None
+    paperless.reset_log()
+
+    pipeline.fetch_page(run_id, 0, attempt=1)  # still queued from the first attempt
+    assert not sync_env.store.is_page_done(run_id, 0)
+    assert paperless.requests("/api/documents/") == []
+
+    pipeline.fetch_page(run_id, 0, attempt=2)  # the resume's own message
+    assert sync_env.store.is_page_done(run_id, 0)
