@@ -351,7 +351,16 @@ def _use_environment(env: dict[str, str], **values: str) -> None:
               help="Documents in the Paperless-ngx test double.")  # fmt: skip
 @click.option("--as", "as_email", default=None, help="Show a search as this user (email).")
 def command(documents: int, as_email: str | None) -> None:
-    """Run the whole connector here: Redis, a Paperless-ngx double, a worker, a full sync."""
+    """Run the whole connector here: Redis, a Paperless-ngx double, a worker, a full sync.
+
+    Stops everything it started when done. With PAPERLESS_URL and PAPERLESS_TOKEN set it
+    syncs that Paperless-ngx instead of the double.
+
+    \b
+    Examples:
+      paperless-connector run-demo
+      paperless-connector run-demo --documents 2000 --as alice@example.com
+    """
     console = Console()
     try:
         settings = get_settings()

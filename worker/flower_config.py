@@ -129,7 +129,13 @@ def _enforce_flower_rules() -> None:
 @click.option("--url-prefix", default=None, help="Serve under this path (behind a proxy).")
 @click.option("--read-only", is_flag=True, help="Hide revoke, restart and shutdown controls.")
 def command(address: str, port: int, url_prefix: str | None, read_only: bool) -> None:
-    """Start Flower, the dashboard of workers and tasks, behind basic auth."""
+    """Start Flower, the dashboard of workers and tasks, behind basic auth.
+
+    \b
+    Examples:
+      paperless-connector flower                      # 127.0.0.1:5555, no password needed
+      FLOWER_BASIC_AUTH=ops:a-long-password paperless-connector flower --address 0.0.0.0
+    """
     try:
         settings = get_settings()
     except SettingsError as exc:

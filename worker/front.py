@@ -241,7 +241,15 @@ def _version() -> str:
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: PORT, 8000].")
 def command(host: str, port: int | None) -> None:
-    """Serve the Omni connector front (health, manifest, sync, cancel, run status)."""
+    """Serve the Omni connector front (health, manifest, sync, cancel, run status).
+
+    Omni's connector-manager calls it; it registers itself with the manager every 30 s.
+
+    \b
+    Example:
+      CONNECTOR_MANAGER_URL=http://connector-manager:8080 CONNECTOR_HOST_NAME=paperless \\
+        paperless-connector serve --port 8000
+    """
     import uvicorn
 
     try:
