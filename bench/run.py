@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from contextlib import ExitStack
@@ -307,6 +308,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so every process the benchmark started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.load_at_start = os.getloadavg()[0]
     started = time.monotonic()
     one = part_one(args)
