@@ -66,7 +66,7 @@ def _no_nagle() -> None:
         original(handler)
         handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    server.Handler.setup = setup  # type: ignore[method-assign]
+    server.Handler.setup = setup  # type: ignore[method-assign,assignment]
     server.Handler._bench_no_nagle = True  # type: ignore[attr-defined]
 
 

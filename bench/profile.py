@@ -3,8 +3,8 @@
 `python -m bench.run --profile DIR` records each connector run with
 `py-spy record --subprocesses --idle --format raw` (idle included: a page task waiting on
 Paperless-ngx is time the run spends too) and writes a summary of the functions that hold
-the largest share of the pool processes' samples. py-spy is a profiling tool, not a
-dependency of the product: `pip install py-spy` where a profile is wanted.
+the largest share of the pool processes' samples. py-spy comes with the dev extras
+(`pip install -e '.[dev]'`); the product itself does not need it.
 """
 
 from __future__ import annotations
