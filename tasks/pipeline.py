@@ -237,16 +237,8 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
         store.note_degraded(run.run_id, snapshot.degraded)
     w.sink.record_principals(run, principals(snapshot, run.source_id))
     hold(store, lock, run.run_id)
-    light, server_time = client.list_light()
-    listed: dict[int, tuple[str, Any]] = {}
-    links: dict[int, set[int]] = {}  # documentlink fields: who shows whose title
-    for doc in light:
-        doc_id = int(doc["id"])
-        listed[doc_id] = (light_fingerprint(doc, snapshot), doc.get("modified"))
-        linked = _links(doc, snapshot)
-        if linked:
-            links[doc_id] = linked
-    del light  # the scheduler keeps ids, fingerprints and links only
+    listing = list_documents(client, snapshot)
+    listed, links = listing.listed, listing.links
     hold(store, lock, run.run_id)
     stored = w.sink.stored_states(run.source_id)
     checkpoint = ctx.config.checkpoint or Checkpoint()
@@ -255,7 +247,8 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     targets = with_linking_documents(targets, links, gone)
     page_size = w.settings.page_size
     pages = [targets[i : i + page_size] for i in range(0, len(targets), page_size)]
-    watermark = utc_rfc3339(server_time - timedelta(seconds=w.settings.watermark_overlap_seconds))
+    overlap = timedelta(seconds=w.settings.watermark_overlap_seconds)
+    watermark = utc_rfc3339(listing.server_time - overlap)
     store.save_plan(
         run.run_id,
         pages,
@@ -274,6 +267,43 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     return len(pages)
 
 
+@dataclass
+class Listing:
+    """What a plan keeps of the light listing: a few small values per document id."""
+
+    listed: dict[int, tuple[str, float | None]]  # id -> (light fingerprint, modified)
+    links: dict[int, set[int]]  # documentlink fields: who shows whose title
+    server_time: datetime
+
+
+def list_documents(client: PaperlessClient, snapshot: LookupSnapshot) -> Listing:
+    """Reduce the light listing to ids, fingerprints and links, page by page as it arrives.
+
+    The rows of a page are dropped once reduced, so the scheduler's memory grows with the
+    number of ids, not with the listing (DESIGN.md invariant 8).
+    """
+    listing = Listing(listed={}, links={}, server_time=datetime.min)
+
+    def take(rows: list[dict[str, Any]]) -> None:
+        for doc in rows:
+            doc_id = int(doc["id"])
+            # `modified` as seconds: a float takes a third of the memory of its text
+            listing.listed[doc_id] = (
+                light_fingerprint(doc, snapshot),
+                _moment(doc.get("modified")),
+            )
+            linked = _links(doc, snapshot)
+            if linked:
+                listing.links[doc_id] = linked
+
+    def discard() -> None:  # the list shifted while it was read: it comes again whole
+        listing.listed.clear()
+        listing.links.clear()
+
+    listing.server_time = client.read_light(take, discard=discard)
+    return listing
+
+
 def choose_targets(
     mode: str,
     listed: dict[int, tuple[str, Any]],
@@ -288,14 +318,14 @@ def choose_targets(
     """
     if mode == "full" or not watermark:
         return sorted(listed)
-    since = _parse_time(watermark)
+    since = _moment(watermark)
     targets = []
     for doc_id, (light, modified) in listed.items():
         held = stored.get(doc_id)
         if held is None or held.light_fingerprint != light:
             targets.append(doc_id)
             continue
-        changed = _parse_time(modified) if modified else None
+        changed = _moment(modified)
         if since is None or changed is None or changed > since:
             targets.append(doc_id)
     return sorted(targets)
@@ -320,12 +350,17 @@ def _links(doc: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
         return set()
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _moment(value: Any) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time (or of seconds); None if it cannot tell."""
+    if isinstance(value, float):
+        return value
+    if not value:
+        return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 def to_ranges(ids: Any) -> list[list[int]]:

@@ -4,6 +4,7 @@ them, capped by the limiter; and the double's cached rows stay what the server w
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +14,7 @@ import requests
 
 from tasks.paperless import client as client_module
 from tasks.paperless.client import PaperlessClient
+from tasks.paperless.errors import BadResponseError
 from tasks.paperless.models import LIGHT_FIELDS
 from tests.paperless_double import PaperlessDouble
 
@@ -167,3 +169,70 @@ def test_the_doubles_cached_rows_follow_every_change(paperless: PaperlessDouble)
     ]
     paperless.faults.clear()
     assert served_at_once(paperless) == expected_rows(paperless)
+
+
+def test_pages_are_handed_over_in_order_and_never_pile_up(
+    paperless: PaperlessDouble, small_pages: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paperless.faults.latency = 0.01  # requests overlap when they may
+    client = connect(paperless, limiter=CountingLimiter(16))
+    decoded, piled = [0], []
+    light_page = client._light_page
+
+    def counted(*args: Any) -> Any:
+        page = light_page(*args)
+        decoded[0] += 1
+        return page
+
+    monkeypatch.setattr(client, "_light_page", counted)
+    handed: list[list[int]] = []
+
+    def take(rows: list[dict[str, Any]]) -> None:
+        handed.append([row["id"] for row in rows])
+        piled.append(decoded[0] - len(handed))  # decoded, not yet handed over
+        time.sleep(0.03)  # a slow consumer: the fetchers must wait for it
+
+    client.read_light(take, discard=handed.clear)
+    assert [i for page in handed for i in page] == list(range(1, 201))
+    assert [len(page) for page in handed] == [small_pages] * 5
+    assert max(piled) <= client_module.LIGHT_PARALLEL
+
+
+def test_a_shifted_listing_tells_the_reader_to_discard_before_it_comes_again(
+    paperless: PaperlessDouble, small_pages: int
+) -> None:
+    client = connect(paperless)
+    client.probe()
+    answer = paperless.api.answer
+    trashed = threading.Event()
+
+    def answer_then_trash(request: Any, version: int) -> Any:
+        reply = answer(request, version)
+        first = request.query.get("page") == "1" and request.query.get("fields") == LIGHT
+        if first and not trashed.is_set():
+            trashed.set()
+            paperless.trash_document(3)
+        return reply
+
+    paperless.api.answer = answer_then_trash  # type: ignore[method-assign]
+    events: list[Any] = []
+    client.read_light(lambda rows: events.append(len(rows)), discard=lambda: events.append("x"))
+    assert events[-2:] == ["x", 199]  # the first read dropped, then all in one page
+    assert events[:-2] and "x" not in events[:-2]
+
+
+def test_a_listing_row_without_an_id_is_a_bad_answer(
+    paperless: PaperlessDouble, small_pages: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = connect(paperless)
+    light_page = client._light_page
+
+    def without_ids(*args: Any) -> Any:
+        page, response = light_page(*args)
+        return {**page, "results": [{"title": "x"}]}, response
+
+    monkeypatch.setattr(client, "_light_page", without_ids)
+    taken: list[Any] = []
+    with pytest.raises(BadResponseError, match="check the base URL"):
+        client.read_light(taken.extend, discard=taken.clear)
+    assert taken == []  # the planner never sees rows it cannot key
