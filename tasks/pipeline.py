@@ -567,8 +567,10 @@ def finalize(run_id: str, attempt: int, claimant: str) -> dict[str, str]:
     if store.field(run_id, "commits") is None:  # a redelivered finalizer committed already
         w.backend.commit(run, checkpoint, counts)
         store.count(run_id, "commits")
-    store.mark_completed(run_id)
+    # Free the source before the run shows completed: a sync triggered once it shows
+    # completed must not find the lock still held and fail with "already running".
     lock.release()
+    store.mark_completed(run_id)
     store.drop_work(run_id)
     forget(run_id)
     log.info("run %s of %s completed: %s", run_id, record.source_id, counts)
