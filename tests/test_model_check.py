@@ -198,6 +198,34 @@ def test_a_finalizer_dying_after_its_commit_does_not_commit_again(
     assert sync_env.checkpoint("main") is not None
 
 
+def test_a_sync_triggered_as_the_last_one_completes_is_not_failed(
+    sync_env: SyncEnv, paperless: PaperlessDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the model check (seed 17, a loaded machine): the run showed completed while
+    its lock was still held, so the next round's sync was accepted and then failed with
+    "already running"."""
+    sync_env.add_source("main", paperless)
+    run_id = trigger_sync("main", "full").run_id
+    sync_env.store.redis.delete("control")  # no worker: this test drives the steps itself
+    for page in pipeline.start_run(run_id, attempt=1) or []:
+        pipeline.fetch_page(run_id, page)
+    original = RunStore.mark_completed
+    following: list[str] = []
+
+    def completed_then_triggered(self: RunStore, done: str) -> bool:
+        moved = original(self, done)
+        following.append(trigger_sync("main", "incremental").run_id)  # accepted at once
+        sync_env.store.redis.delete("control")
+        pipeline.start_run(following[0], attempt=1)
+        return moved
+
+    monkeypatch.setattr(RunStore, "mark_completed", completed_then_triggered)
+    pipeline.finalize(run_id, 1, claimant="finalizer")
+
+    record = sync_env.store.get(following[0])
+    assert record is not None and record.state == "running", record and record.error
+
+
 def run_started(env: SyncEnv, run_id: str) -> bool:
     record = env.store.get(run_id)
     return record is not None and record.state != "queued"
