@@ -34,9 +34,8 @@ def register(source_id: str, base_url: str, token: str) -> None:
 
 
 def sync(source_id: str, mode: str, run_id: str | None, timeout: float) -> dict[str, Any]:
-    from tasks.trigger import get_store, trigger_sync
-
     import worker  # noqa: F401  (binds the shared tasks to the app on the settings' Redis)
+    from tasks.trigger import get_store, trigger_sync
 
     started = time.monotonic()
     record = trigger_sync(source_id, mode, run_id=run_id, trigger="cli")
