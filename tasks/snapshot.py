@@ -63,6 +63,18 @@ class LookupSnapshot(BaseModel):
                 # Keep what rendering needs; not the password mask or permission lists.
                 rows = [{k: row.get(k) for k in _USER_KEYS if k in row} for row in rows]
             tables[name] = {int(row["id"]): row for row in rows if "id" in row}
+        nameless = sorted(
+            str(row.get("username") or f"user {uid}")
+            for uid, row in tables.get("users", {}).items()
+            if not str(row.get("email") or "").strip()
+        )
+        if nameless:
+            # Omni and `search --as` know people by e-mail: these users see nothing private
+            # through the index until they have one. Said once per run, in its status.
+            degraded.append(
+                f"users without an e-mail address cannot be given access to private "
+                f"documents: {', '.join(nameless)}; add an e-mail address in Paperless-ngx"
+            )
         return cls(**tables, degraded=degraded, unreadable=unreadable)
 
     def name_of(self, table: str, object_id: int | None) -> str | None:
