@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
+from array import array
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -238,13 +241,12 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     w.sink.record_principals(run, principals(snapshot, run.source_id))
     hold(store, lock, run.run_id)
     listing = list_documents(client, snapshot)
-    listed, links = listing.listed, listing.links
     hold(store, lock, run.run_id)
     stored = w.sink.stored_states(run.source_id)
     checkpoint = ctx.config.checkpoint or Checkpoint()
-    gone = (expand_ranges(checkpoint.known_ids) | set(stored)) - set(listed)
-    targets = choose_targets(run.mode, listed, stored, checkpoint.watermark)
-    targets = with_linking_documents(targets, links, gone)
+    gone = (expand_ranges(checkpoint.known_ids) | set(stored)) - set(listing.ids)
+    targets = choose_targets(run.mode, listing.entries(), stored, checkpoint.watermark)
+    targets = with_linking_documents(targets, listing.links, gone)
     page_size = w.settings.page_size
     pages = [targets[i : i + page_size] for i in range(0, len(targets), page_size)]
     overlap = timedelta(seconds=w.settings.watermark_overlap_seconds)
@@ -254,26 +256,56 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
         pages,
         {
             "watermark": watermark,
-            "known_ids": json.dumps(to_ranges(listed)),
+            "known_ids": json.dumps(to_ranges(listing.ids)),
             "deletions": json.dumps(to_ranges(gone)),
-            "listed": str(len(listed)),
+            "listed": str(len(listing)),
             "targets": str(len(targets)),
         },
     )
     log.info(
         "run %s of %s planned: %d listed, %d to fetch in %d pages, %d to delete",
-        run.run_id, run.source_id, len(listed), len(targets), len(pages), len(gone),
+        run.run_id, run.source_id, len(listing), len(targets), len(pages), len(gone),
     )  # fmt: skip
     return len(pages)
 
 
-@dataclass
 class Listing:
-    """What a plan keeps of the light listing: a few small values per document id."""
+    """What a plan keeps of the light listing: about 50 bytes per document id.
 
-    listed: dict[int, tuple[str, float | None]]  # id -> (light fingerprint, modified)
-    links: dict[int, set[int]]  # documentlink fields: who shows whose title
-    server_time: datetime
+    Ids, light fingerprints (as 32 raw bytes) and modified times (seconds, NaN when unknown)
+    sit side by side in flat arrays rather than in 100,000 tuples of strings; documentlink
+    links only for the documents that have some.
+    """
+
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.fingerprints = bytearray()
+        self.modified = array("d")
+        self.links: dict[int, set[int]] = {}  # documentlink fields: who shows whose title
+        self.server_time = datetime.min
+
+    def add(self, doc_id: int, fingerprint: str, modified: float | None) -> None:
+        self.ids.append(doc_id)
+        self.fingerprints += bytes.fromhex(fingerprint)
+        self.modified.append(math.nan if modified is None else modified)
+
+    def clear(self) -> None:
+        """The list shifted while it was read: it comes again whole."""
+        del self.ids[:], self.fingerprints[:], self.modified[:]
+        self.links.clear()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def entries(self) -> Iterator[tuple[int, str, float | None]]:
+        """(id, light fingerprint, modified) of every listed document."""
+        for n, doc_id in enumerate(self.ids):
+            modified = self.modified[n]
+            fingerprint = self.fingerprints[n * _DIGEST : (n + 1) * _DIGEST].hex()
+            yield doc_id, fingerprint, None if math.isnan(modified) else modified
+
+
+_DIGEST = 32  # bytes of a light fingerprint (SHA-256)
 
 
 def list_documents(client: PaperlessClient, snapshot: LookupSnapshot) -> Listing:
@@ -282,31 +314,23 @@ def list_documents(client: PaperlessClient, snapshot: LookupSnapshot) -> Listing
     The rows of a page are dropped once reduced, so the scheduler's memory grows with the
     number of ids, not with the listing (DESIGN.md invariant 8).
     """
-    listing = Listing(listed={}, links={}, server_time=datetime.min)
+    listing = Listing()
 
     def take(rows: list[dict[str, Any]]) -> None:
         for doc in rows:
             doc_id = int(doc["id"])
-            # `modified` as seconds: a float takes a third of the memory of its text
-            listing.listed[doc_id] = (
-                light_fingerprint(doc, snapshot),
-                _moment(doc.get("modified")),
-            )
+            listing.add(doc_id, light_fingerprint(doc, snapshot), _moment(doc.get("modified")))
             linked = _links(doc, snapshot)
             if linked:
                 listing.links[doc_id] = linked
 
-    def discard() -> None:  # the list shifted while it was read: it comes again whole
-        listing.listed.clear()
-        listing.links.clear()
-
-    listing.server_time = client.read_light(take, discard=discard)
+    listing.server_time = client.read_light(take, discard=listing.clear)
     return listing
 
 
 def choose_targets(
     mode: str,
-    listed: dict[int, tuple[str, Any]],
+    listed: Iterable[tuple[int, str, Any]],
     stored: dict[int, StoredState],
     watermark: str | None,
 ) -> list[int]:
@@ -317,10 +341,10 @@ def choose_targets(
     edits that leave `modified` alone), or modified after the watermark.
     """
     if mode == "full" or not watermark:
-        return sorted(listed)
+        return sorted(doc_id for doc_id, _, _ in listed)
     since = _moment(watermark)
     targets = []
-    for doc_id, (light, modified) in listed.items():
+    for doc_id, light, modified in listed:
         held = stored.get(doc_id)
         if held is None or held.light_fingerprint != light:
             targets.append(doc_id)

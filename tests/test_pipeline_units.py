@@ -39,11 +39,12 @@ LISTED = {
     4: ("same", "2024-01-01T00:00:00Z"),  # new to the sink
     5: ("same", "not a date"),  # cannot tell: fetch it
 }
+ENTRIES = [(doc_id, light, modified) for doc_id, (light, modified) in LISTED.items()]
 STORED = {i: StoredState(light_fingerprint="same", fingerprint="f") for i in (1, 2, 3, 5, 9)}
 
 
 def test_an_incremental_run_fetches_new_changed_and_modified_documents() -> None:
-    assert pipeline.choose_targets("incremental", LISTED, STORED, "2024-02-01T00:00:00Z") == [
+    assert pipeline.choose_targets("incremental", ENTRIES, STORED, "2024-02-01T00:00:00Z") == [
         2,
         3,
         4,
@@ -52,14 +53,14 @@ def test_an_incremental_run_fetches_new_changed_and_modified_documents() -> None
 
 
 def test_a_full_run_or_a_first_run_fetches_everything() -> None:
-    assert pipeline.choose_targets("full", LISTED, STORED, "2024-02-01T00:00:00Z") == [
+    assert pipeline.choose_targets("full", ENTRIES, STORED, "2024-02-01T00:00:00Z") == [
         1,
         2,
         3,
         4,
         5,
     ]
-    assert pipeline.choose_targets("incremental", LISTED, STORED, None) == [1, 2, 3, 4, 5]
+    assert pipeline.choose_targets("incremental", ENTRIES, STORED, None) == [1, 2, 3, 4, 5]
 
 
 def test_documents_showing_a_changed_title_are_fetched_too() -> None:

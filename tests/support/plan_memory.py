@@ -39,16 +39,16 @@ def measure(url: str, token: str) -> dict[str, Any]:
         with collector.paused():  # as start_run plans
             listing = pipeline.list_documents(client, snapshot)
         seconds = time.perf_counter() - started
-    return {"listed": len(listing.listed), "seconds": round(seconds, 2), "peak_kib": peak_rss_kib()}
+    return {"listed": len(listing), "seconds": round(seconds, 2), "peak_kib": peak_rss_kib()}
 
 
 class HostedDouble:
     """The Paperless-ngx double of `bench.paperless_host`, in a process of its own."""
 
-    def __init__(self, documents: int, seed: int = 11) -> None:
+    def __init__(self, documents: int, seed: int = 11, latency: float = 0.0) -> None:
         command = [sys.executable, "-m", "bench.paperless_host", "--documents", str(documents)]
         self.process = subprocess.Popen(
-            [*command, "--seed", str(seed)],
+            [*command, "--seed", str(seed), "--latency", str(latency)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
