@@ -133,8 +133,9 @@ def test_renames_and_shares_at_100k_plan_exactly_the_documents_they_touch(
 def test_the_planners_memory_grows_with_the_ids_not_the_listing() -> None:
     """Peak RSS of a process that lists and reduces 10,000 and then 100,000 documents, each
     against a double in another process. Holding every light row at 100,000 documents took
-    4.2 times the peak at 10,000 (357 MiB against 85 MiB); page by page, what grows is the
-    per-id state (about 50 bytes an id) and at most a few small pages in flight."""
+    272 MiB more than at 10,000 (357 MiB against 85 MiB); page by page, what grows is the
+    per-id state (about 50 bytes an id, and the allocator's slack) while the pages held at
+    once stay a few small ones at any size."""
     peaks = {}
     for documents in (10_000, 100_000):
         double = HostedDouble(documents)
@@ -144,5 +145,5 @@ def test_the_planners_memory_grows_with_the_ids_not_the_listing() -> None:
             double.close()
         assert measured["listed"] == documents
         peaks[documents] = measured["peak_kib"]
-    ratio = peaks[100_000] / peaks[10_000]  # 1.05 to 1.10 measured
-    assert ratio < 1.35, f"peak RSS {peaks} (KiB): {ratio:.2f} times at 100,000 documents"
+    grown = (peaks[100_000] - peaks[10_000]) / 1024  # 20 to 30 MiB measured
+    assert grown < 60, f"peak RSS {peaks} (KiB): {grown:.0f} MiB more at 100,000 documents"
