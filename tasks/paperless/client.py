@@ -190,7 +190,7 @@ class PaperlessClient:
         if not more or not isinstance(count, int) or size == 0:
             return server_time
         numbers = iter(range(2, -(-count // size) + 1))
-        workers = min(-(-count // size) - 1, LIGHT_PARALLEL, self._capacity())
+        workers = max(1, min(-(-count // size) - 1, LIGHT_PARALLEL, self._capacity()))
         with ThreadPoolExecutor(workers, thread_name_prefix="light-listing") as pool:
 
             def fetch(number: int) -> Future[tuple[dict[str, Any], requests.Response]]:
