@@ -14,6 +14,7 @@ source to a newer one therefore cannot move the checkpoint.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -30,8 +31,19 @@ def new_token() -> str:
 class SourceLock:
     """The lock of one source, held under a run's token."""
 
-    def __init__(self, redis: Redis, source_id: str, token: str, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        source_id: str,
+        token: str,
+        ttl_seconds: int,
+        *,
+        alive: Callable[[], bool] | None = None,
+    ) -> None:
         self.redis: Any = redis  # synchronous client (redis-py types replies as awaitable too)
+        # Asked before a lapsed lease is taken again: a run that Redis forgot (a restart)
+        # must not take its source back from the runs after it.
+        self.alive = alive
         self.source_id = source_id
         self.token = token
         self.ttl = ttl_seconds
@@ -54,6 +66,8 @@ class SourceLock:
         try:
             return bool(self._lock.extend(self.ttl, replace_ttl=True))
         except LockNotOwnedError:
+            if self.alive is not None and not self.alive():
+                return False
             return bool(self._lock.acquire(blocking=False, token=self.token))
 
     def release(self) -> bool:

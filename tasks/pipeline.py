@@ -183,7 +183,13 @@ def _register_secret(token: str) -> None:
 
 def source_lock(w: Wiring, store: RunStore, record: RunRecord) -> SourceLock:
     token = store.set_field_once(record.run_id, "lock_token", new_token())
-    return SourceLock(w.redis, record.source_id, token, w.settings.lock_ttl_seconds)
+    return SourceLock(
+        w.redis,
+        record.source_id,
+        token,
+        w.settings.lock_ttl_seconds,
+        alive=lambda: store.get(record.run_id) is not None,
+    )
 
 
 # -- 1. the scheduler ----------------------------------------------------------------------

@@ -200,6 +200,10 @@ class RunStore:
         if not raw:
             return None
         fields = {_text(k): _text(v) for k, v in raw.items()}
+        if "run_id" not in fields or "source_id" not in fields:
+            # A remnant: a late heartbeat or counter of a run that Redis lost (a restart
+            # without persistence) recreated the hash with those fields only.
+            return None
         fields["degraded"] = json.loads(fields.get("degraded") or "[]")
         known = set(RunRecord.model_fields)
         return RunRecord.model_validate({k: v for k, v in fields.items() if k in known})

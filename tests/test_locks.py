@@ -81,3 +81,14 @@ def test_lock_keys_name_the_source_only(redis: Redis) -> None:
         "pc:source:docs:fence",
         "pc:source:docs:lock",
     ]
+
+
+def test_a_run_redis_forgot_does_not_take_its_source_back(redis: Redis) -> None:
+    token = new_token()
+    assert SourceLock(redis, "docs", token, ttl_seconds=30).acquire()
+    redis.flushdb()  # Redis restarted without persistence: lock and run record are gone
+    forgotten = SourceLock(redis, "docs", token, ttl_seconds=30, alive=lambda: False)
+    assert not forgotten.renew()
+    assert forgotten.holder() is None  # the next run may take the source
+    remembered = SourceLock(redis, "docs", token, ttl_seconds=30, alive=lambda: True)
+    assert remembered.renew()  # a lapsed lease of a live run is taken again

@@ -199,3 +199,9 @@ def test_nothing_in_a_run_record_looks_like_a_url_or_token(store: RunStore) -> N
     store.note_degraded("r1", ["custom fields missing: the token's user may not read it"])
     values = b" ".join(v for v in store.redis.hgetall("pc:run:r1").values())
     assert b"http" not in values and b"Token " not in values
+
+
+def test_a_remnant_of_a_lost_run_reads_as_no_run(redis: Redis) -> None:
+    # What a late heartbeat writes after Redis lost the run record (restart, no persistence).
+    redis.hset("pc:run:lost", mapping={"heartbeat": "1700000000", "degraded": "[]"})
+    assert RunStore(redis).get("lost") is None
