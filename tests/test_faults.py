@@ -20,10 +20,10 @@ from celery import current_app
 
 from tasks.trigger import AlreadyRunning, trigger_sync
 from tests.paperless_double import PaperlessDouble, generate_corpus
+from tests.support.model_check import pool_children
 from tests.support.redis_server import RedisServer, start_redis
 from tests.support.worker import (
     SyncEnv,
-    WorkerProcess,
     only_gets,
     server_fingerprints,
     sink_fingerprints,
@@ -72,24 +72,6 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-def pool_children(worker: WorkerProcess) -> list[int]:
-    """Pids of the prefork pool processes of a worker."""
-    assert worker.process is not None
-    parent = worker.process.pid
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent:
-            children.append(int(entry.name))
-    return children
-
-
 def assert_sink_equals_server(env: SyncEnv, double: PaperlessDouble, source: str) -> None:
     exported = [row["doc_id"] for row in env.index().export(source)]
     assert len(exported) == len(set(exported))  # every document once
@@ -112,7 +94,8 @@ def test_a_pool_process_killed_mid_sync_loses_nothing(
     record = sync_env.store.get(run_id)
     assert record is not None and record.pages_done < record.pages_total
 
-    children = pool_children(worker)
+    assert worker.process is not None
+    children = pool_children(worker.process.pid)
     assert children
     for pid in children:
         os.kill(pid, signal.SIGKILL)

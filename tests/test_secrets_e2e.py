@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import requests
 
 from tasks.trigger import trigger_sync
 from tests.paperless_double import PaperlessDouble
-from tests.support.redis_server import free_port
+from tests.support.flower import running
 from tests.support.worker import REPO, SyncEnv, only_gets
 
 TOKEN = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e7a11c"  # recognisable, shaped like a real one
@@ -29,44 +28,10 @@ FLOWER_PASSWORD = "flower-pw-31337"
 
 @pytest.fixture
 def flower(sync_env: SyncEnv, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "flower.log").open("wb")
+    argv = [sys.executable, "-m", "worker.flower_config", "--address", "127.0.0.1"]
     env = {**sync_env.env, "FLOWER_BASIC_AUTH": f"ops:{FLOWER_PASSWORD}"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "worker.flower_config",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/healthcheck", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, "Flower exited at start"
-            assert time.monotonic() < deadline, "Flower did not answer /healthcheck"
-            time.sleep(0.2)
+    with running(argv, tmp_path, env) as (base, _log):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def redis_dump(sync_env: SyncEnv) -> bytes:
