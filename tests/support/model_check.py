@@ -17,6 +17,7 @@ from typing import Any
 from tests.paperless_double import PaperlessDouble
 from tests.paperless_double.model import Document, Shares, User
 from tests.paperless_double.serialise import document_content
+from tests.support.worker import server_documents
 
 OTHER_USERS = (2, 3, 4, 5)  # alice, bob, carol (no e-mail), dave
 GROUPS = (1, 2)
@@ -264,23 +265,9 @@ class Mutator:
 
 
 def rendered_documents(double: PaperlessDouble, source_id: str, user: str) -> dict[int, dict]:
-    """What the sink should hold: each visible document freshly read and rendered."""
-    from tasks.paperless.client import PaperlessClient
-    from tasks.render import render_document
-    from tasks.snapshot import LookupSnapshot
-
-    with PaperlessClient(double.url, double.token(user)) as client:
-        snapshot = LookupSnapshot.load(client)
-        ids = [int(doc["id"]) for doc in double.visible_documents(user)]
-        raws = client.get_documents(ids)
-        titles = {int(raw["id"]): str(raw.get("title") or "") for raw in raws}
-        rendered = {}
-        for raw in raws:
-            doc = render_document(
-                raw, snapshot, source_id=source_id, base_url=double.url, link_titles=titles
-            )
-            rendered[doc.doc_id] = doc.model_dump(mode="json")
-    return rendered
+    """What the sink should hold, as JSON-able dicts to compare with the export."""
+    documents = server_documents(double, source_id, user)
+    return {doc_id: doc.model_dump(mode="json") for doc_id, doc in documents.items()}
 
 
 def rendered_mismatches(exported: dict[int, dict], rendered: dict[int, dict]) -> list[str]:

@@ -253,8 +253,8 @@ def _forget_process_caches() -> None:
 # -- comparing the sink with the server ----------------------------------------------------
 
 
-def server_fingerprints(double: Any, source_id: str, user: str = "admin") -> dict[int, str]:
-    """What the sink should hold: every visible document rendered from a fresh read."""
+def server_documents(double: Any, source_id: str, user: str = "admin") -> dict[int, Any]:
+    """What the sink should hold: every visible document freshly read and rendered."""
     from tasks.paperless.client import PaperlessClient
     from tasks.render import render_document
     from tasks.snapshot import LookupSnapshot
@@ -264,13 +264,17 @@ def server_fingerprints(double: Any, source_id: str, user: str = "admin") -> dic
         ids = [int(doc["id"]) for doc in double.visible_documents(user)]
         raws = client.get_documents(ids)
         titles = {int(raw["id"]): str(raw.get("title") or "") for raw in raws}
-        expected = {}
+        rendered = {}
         for raw in raws:
             doc = render_document(
                 raw, snapshot, source_id=source_id, base_url=double.url, link_titles=titles
             )
-            expected[doc.doc_id] = doc.fingerprint
-    return expected
+            rendered[doc.doc_id] = doc
+    return rendered
+
+
+def server_fingerprints(double: Any, source_id: str, user: str = "admin") -> dict[int, str]:
+    return {i: doc.fingerprint for i, doc in server_documents(double, source_id, user).items()}
 
 
 def sink_fingerprints(sync_env: SyncEnv, source_id: str) -> dict[int, str]:
