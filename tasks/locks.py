@@ -68,7 +68,10 @@ class SourceLock:
         except LockNotOwnedError:
             if self.alive is not None and not self.alive():
                 return False
-            return bool(self._lock.acquire(blocking=False, token=self.token))
+            if self._lock.acquire(blocking=False, token=self.token):
+                return True
+            # Another task of this run may have just retaken the lapsed lease itself.
+            return self.holder() == self.token
 
     def release(self) -> bool:
         """Let go of the lock if this token holds it; False if it did not."""

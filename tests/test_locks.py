@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from redis import Redis
+from redis.exceptions import LockNotOwnedError
 
 from tasks.locks import SourceLock, new_token
 from tests.support.redis_server import RedisServer
@@ -92,3 +93,19 @@ def test_a_run_redis_forgot_does_not_take_its_source_back(redis: Redis) -> None:
     assert forgotten.holder() is None  # the next run may take the source
     remembered = SourceLock(redis, "docs", token, ttl_seconds=30, alive=lambda: True)
     assert remembered.renew()  # a lapsed lease of a live run is taken again
+
+
+def test_two_tasks_of_one_run_retaking_a_lapsed_lease_both_keep_going(redis: Redis) -> None:
+    token = new_token()
+    assert SourceLock(redis, "docs", token, ttl_seconds=30).acquire()
+    redis.delete("pc:source:docs:lock")  # the lease lapsed while no worker lived
+    page_a = SourceLock(redis, "docs", token, ttl_seconds=30, alive=lambda: True)
+    page_b = SourceLock(redis, "docs", token, ttl_seconds=30, alive=lambda: True)
+    assert page_a.renew()  # retakes it
+
+    def lapsed(*_: object, **__: object) -> bool:  # page B looked a moment before A retook it
+        raise LockNotOwnedError("lapsed")
+
+    page_b._lock.extend = lapsed  # type: ignore[method-assign]
+    assert page_b.renew()  # finds its own run holding it, not a stranger
+    assert not SourceLock(redis, "docs", new_token(), ttl_seconds=30).renew()
