@@ -17,6 +17,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from tasks.http_env import settle_environment
+
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = (500, 502, 503, 504)
@@ -81,6 +83,7 @@ class ManagerClient:
         adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        self._verify = settle_environment(self._session, self.base_url, True)
 
     # -- source and runs -------------------------------------------------------------
 
@@ -210,7 +213,9 @@ class ManagerClient:
     ) -> requests.Response:
         url = self.base_url + path
         try:
-            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self._session.request(
+                method, url, timeout=self.timeout, verify=self._verify, **kwargs
+            )
         except requests.RequestException as exc:
             raise ManagerUnavailable(
                 f"could not reach the connector-manager at {self.base_url} ({method} {path}: "

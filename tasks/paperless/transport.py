@@ -29,6 +29,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
+from tasks.http_env import settle_environment
 from tasks.paperless.errors import (
     AuthenticationError,
     BadResponseError,
@@ -183,10 +184,10 @@ class Transport:
         self.server_version: str | None = None  # X-Version of the last answer
         self.session = _GetOnlySession()
         self.session.auth = _TokenAuth(token.strip())
-        # Passed with every request too: a session-level verify=False loses against
-        # REQUESTS_CA_BUNDLE in requests' environment merge.
-        self.verify = verify
-        self.session.verify = verify
+        # Passed with every request (a session-level verify=False loses against
+        # REQUESTS_CA_BUNDLE where requests merges the environment in).
+        self.verify = settle_environment(self.session, self.base_url, verify)
+        self.session.verify = self.verify
         retry = _ThrottleAwareRetry(
             total=retries,
             connect=min(retries, 2),  # a refused port rarely heals in seconds: fail fast
