@@ -81,26 +81,48 @@ def baseline(paperless: PaperlessHost, manager: FakeManager) -> Measured:
     )
 
 
-def server_limit(paperless: PaperlessHost) -> Measured:
+def server_limit(
+    paperless: PaperlessHost, floor: str | None = None, manager: FakeManager | None = None
+) -> Measured:
+    """Run (3), or with `floor` ("index" or "omni") run (4): the limit plus the sink's floor."""
     paperless.reset()
+    if manager is not None:
+        manager.reset()
     concurrency = shipped_concurrency()
     argv = [PYTHON, "-m", "bench.server_limit", "--url", paperless.url]
     argv += ["--concurrency", str(concurrency), "--page-size", str(shipped_page_size())]
     env = {"BENCH_PAPERLESS_TOKEN": paperless.token}
+    if floor is not None:
+        argv += ["--floor", floor]
+    if manager is not None:
+        env["BENCH_MANAGER_URL"] = manager.url
     server_cpu = paperless.cpu_seconds()
     timeout = 600 + paperless.documents
     result, peaks, cpu = _measured_child(argv, env, "the server-limit run", timeout)
     served = paperless.reset()
+    extra: dict[str, Any] = {"paperless_routes": served["by_route"]}
+    manager_requests = None
+    if manager is not None:
+        answered = manager.reset()
+        manager_requests = answered["requests"]
+        extra["manager_routes"] = answered["by_route"]
     return Measured(
-        f"3. Server's limit (GETs only, {concurrency} in flight)",
+        FLOOR_LABELS.get(floor or "", f"3. Server's limit (GETs only, {concurrency} in flight)"),
         documents=result["documents"],
         seconds=result["seconds"],
         paperless_requests=served["requests"],
+        manager_requests=manager_requests,
         peaks_kb=peaks,
         client_cpu=cpu,
         server_cpu=paperless.cpu_seconds() - server_cpu,
-        extra={"paperless_routes": served["by_route"]},
+        extra=extra,
     )
+
+
+FLOOR_LABELS = {
+    "omni": "4a. Limit + Omni's floor (one content upload per document)",
+    "index": "4b. Limit + the index's floor (FTS5 of the texts, one commit per page)",
+}
 
 
 def connector_sync(

@@ -5,8 +5,22 @@ document, then `id__in` pages) with a thread pool as wide as the connector's cap
 requests in flight per Paperless-ngx server, each body parsed as JSON and thrown away: no
 rendering, no sink, no Redis, no Celery. What the connector achieves is compared with this.
 
-`python -m bench.server_limit --url URL [--concurrency N] [--page-size N]` reads the token
-from BENCH_PAPERLESS_TOKEN and prints {"documents", "seconds", "requests", "concurrency"}.
+With `--floor`, each page also gets the least work its sink cannot do without, and nothing
+else (no rendering, no permissions, no change detection, no Redis, no Celery):
+
+- `index`: the pages' titles and texts go into a bare SQLite FTS5 table with the local
+  index's tokenizer, one durable transaction per page by one writer at a time (what
+  searching them needs at the least);
+- `omni`: every document is one `POST /sdk/content` of its text (the protocol has no batch
+  upload), up to 8 at a time per page as the Omni sink sends them, and each page one
+  `POST /sdk/events/batch`, to the connector-manager at BENCH_MANAGER_URL.
+
+The floor's speed is the ceiling of any connector into that sink on this machine and
+server, which tells whether a gap to the server's limit is the connector's or the sink's.
+
+`python -m bench.server_limit --url URL [--concurrency N] [--page-size N] [--floor KIND]`
+reads the token from BENCH_PAPERLESS_TOKEN and prints {"documents", "seconds", "requests",
+"concurrency"}.
 """
 
 from __future__ import annotations
@@ -14,27 +28,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench.procs import hold_while_measured
 from config.settings import Settings
+from tasks.paperless.client import LIGHT_FIELDS, LIGHT_PAGE_SIZE
 
 TIMEOUT = (5, 60)
+UPLOADS_PER_PAGE = 8  # tasks/sinks/omni.py sends a page's content uploads this many at a time
 LOOKUPS = (
     "tags", "correspondents", "document_types", "storage_paths", "custom_fields", "users", "groups",
 )  # fmt: skip
-try:
-    from tasks.paperless.client import LIGHT_FIELDS
-except ImportError:  # the client is written in parallel; the contract fixes the fields
-    LIGHT_FIELDS = (
-        "id", "modified", "title", "tags", "correspondent", "document_type", "storage_path",
-        "owner", "custom_fields", "archive_serial_number",
-    )  # fmt: skip
 
 
 def shipped_concurrency() -> int:
@@ -58,6 +71,13 @@ class _Fetcher:
         self.requests = 0
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
+        answer = self.session().get(f"{self.base}{path}", params=params, timeout=TIMEOUT)
+        answer.raise_for_status()
+        with self.lock:
+            self.requests += 1
+        return dict(answer.json())
+
+    def session(self) -> requests.Session:
         session = getattr(self.local, "session", None)
         if session is None:
             session = requests.Session()
@@ -66,11 +86,7 @@ class _Fetcher:
             self.local.session = session
             with self.lock:
                 self.sessions.append(session)
-        answer = session.get(f"{self.base}{path}", params=params, timeout=TIMEOUT)
-        answer.raise_for_status()
-        with self.lock:
-            self.requests += 1
-        return dict(answer.json())
+        return session
 
     def close(self) -> None:
         for session in self.sessions:
@@ -89,13 +105,13 @@ def _all_pages(fetch: _Fetcher, path: str, **params: Any) -> list[dict[str, Any]
 
 
 def light_listing(fetch: _Fetcher) -> list[dict[str, Any]]:
-    """Every document with the cheap fields, as the connector lists them on every run."""
+    """Every document with the cheap fields and permissions, in the connector's pages."""
     return _all_pages(
         fetch,
         "/api/documents/",
-        fields=",".join(LIGHT_FIELDS),
+        fields=",".join((*LIGHT_FIELDS, "permissions")),
         full_perms="true",
-        page_size=100_000,
+        page_size=LIGHT_PAGE_SIZE,
         ordering="id",
     )
 
@@ -123,9 +139,92 @@ def time_incremental_requests(base_url: str, token: str) -> dict[str, Any]:
     }
 
 
-def run_server_limit(base_url: str, token: str, concurrency: int, page_size: int) -> dict[str, Any]:
-    """Fetch everything a full sync fetches; returns documents, seconds and requests."""
-    fetch = _Fetcher(base_url, token)
+class IndexFloor:
+    """Titles and texts into a bare FTS5 table, one durable transaction per page."""
+
+    def __init__(self, directory: Path) -> None:
+        self.db = sqlite3.connect(
+            directory / "floor.sqlite3", isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")  # as the local index: durable per page
+        self.db.execute(
+            "CREATE VIRTUAL TABLE pages USING fts5(title, text, "
+            "tokenize='unicode61 remove_diacritics 2')"
+        )
+        self.lock = threading.Lock()
+
+    def take(self, documents: list[dict[str, Any]]) -> None:
+        rows = [(str(doc.get("title") or ""), str(doc.get("content") or "")) for doc in documents]
+        with self.lock:  # SQLite has one writer; sqlite3 lets go of the GIL while it works
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT INTO pages (title, text) VALUES (?, ?)", rows)
+            self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class UploadFloor:
+    """Per document one content upload, per page one event batch, to the manager.
+
+    One session with a pool of kept-alive connections shared by every upload thread, as the
+    Omni sink's manager client has: the floor must not pay for connections the sink keeps.
+    """
+
+    def __init__(self, manager_url: str, concurrency: int) -> None:
+        self.manager = manager_url.rstrip("/")
+        self.run_id = "floor"
+        self.session = requests.Session()
+        width = concurrency * UPLOADS_PER_PAGE
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=width)
+        self.session.mount("http://", adapter)
+        self.uploads = ThreadPoolExecutor(width)
+
+    def take(self, documents: list[dict[str, Any]]) -> None:
+        in_flight = threading.Semaphore(UPLOADS_PER_PAGE)  # per page, as the sink sends them
+
+        def upload(doc: dict[str, Any]) -> dict[str, Any]:
+            try:
+                body = {
+                    "sync_run_id": self.run_id,
+                    "content": f"{doc.get('title') or ''}\n\n{doc.get('content') or ''}",
+                    "content_type": "text/plain",
+                }
+                answer = self._post("/sdk/content", body)
+                return {
+                    "type": "document_created",
+                    "document_id": str(doc.get("id")),
+                    "content_id": answer.get("content_id"),
+                }
+            finally:
+                in_flight.release()
+
+        sent = []
+        for doc in documents:
+            in_flight.acquire()
+            sent.append(self.uploads.submit(upload, doc))
+        events = [future.result() for future in sent]
+        self._post("/sdk/events/batch", {"sync_run_id": self.run_id, "events": events})
+
+    def _post(self, path: str, body: Any) -> dict[str, Any]:
+        answer = self.session.post(f"{self.manager}{path}", json=body, timeout=TIMEOUT)
+        answer.raise_for_status()
+        return dict(answer.json() or {})
+
+    def close(self) -> None:
+        self.uploads.shutdown()
+        self.session.close()
+
+
+def run_server_limit(
+    fetch: _Fetcher,
+    concurrency: int,
+    page_size: int,
+    take: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> dict[str, Any]:
+    """Fetch everything a full sync fetches, handing each page's documents to `take`;
+    returns documents, seconds and requests."""
     started = time.monotonic()
     fetch.get("/api/documents/", page_size=1)
     for lookup in LOOKUPS:
@@ -143,6 +242,8 @@ def run_server_limit(base_url: str, token: str, concurrency: int, page_size: int
             page_size=len(page),
             ordering="id",
         )
+        if take is not None:
+            take(answer["results"])
         return len(answer["results"])
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -162,11 +263,24 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--concurrency", type=int, default=shipped_concurrency())
     parser.add_argument("--page-size", type=int, default=shipped_page_size())
+    parser.add_argument("--floor", choices=("index", "omni"), help="add a sink's least work")
     args = parser.parse_args()
-    token = os.environ["BENCH_PAPERLESS_TOKEN"]
-    result = run_server_limit(args.url, token, args.concurrency, args.page_size)
-    print(json.dumps(result), flush=True)
-    hold_while_measured()
+    fetch = _Fetcher(args.url, os.environ["BENCH_PAPERLESS_TOKEN"])
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as directory:
+        floor: IndexFloor | UploadFloor | None = None
+        if args.floor == "index":
+            floor = IndexFloor(Path(directory))
+        elif args.floor == "omni":
+            floor = UploadFloor(os.environ["BENCH_MANAGER_URL"], args.concurrency)
+        try:
+            result = run_server_limit(
+                fetch, args.concurrency, args.page_size, floor.take if floor else None
+            )
+        finally:
+            if floor is not None:
+                floor.close()
+        print(json.dumps(result), flush=True)
+        hold_while_measured()
 
 
 if __name__ == "__main__":
