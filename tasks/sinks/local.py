@@ -50,7 +50,6 @@ from tasks.search_query import (
     unspread_cjk,
 )
 from tasks.sinks.base import FileSource, RunInfo, StoredState
-from tasks.sinks.write_turns import TurnTimeout, WriteTurns
 
 BUSY_TIMEOUT_S = 30.0
 SCHEMA_VERSION = 1
@@ -133,9 +132,6 @@ class LocalIndex:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._inherited: list[sqlite3.Connection] = []
-        self._turns = WriteTurns(
-            self.path.with_name(self.path.name + ".write-turn"), BUSY_TIMEOUT_S
-        )
 
     # -- Sink -------------------------------------------------------------------------
 
@@ -212,7 +208,6 @@ class LocalIndex:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._turns.close()
 
     # -- Search, export, maintenance -------------------------------------------------
 
@@ -335,7 +330,7 @@ class LocalIndex:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._locked() as db, self._turn():
+        with self._locked() as db:
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -348,15 +343,6 @@ class LocalIndex:
                 if isinstance(exc, sqlite3.Error):
                     raise self._error("could not be written", exc) from exc
                 raise
-
-    @contextmanager
-    def _turn(self) -> Iterator[None]:
-        """This process's turn to write (see `tasks/sinks/write_turns.py`)."""
-        try:
-            with self._turns.turn():
-                yield
-        except TurnTimeout as exc:
-            raise self._error("could not be written", exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
