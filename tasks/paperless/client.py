@@ -19,6 +19,7 @@ from itertools import accumulate, islice, pairwise
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import orjson
 import requests
 
 from tasks import collector
@@ -325,7 +326,12 @@ class PaperlessClient:
     def _json(self, response: requests.Response, path: str) -> Any:
         try:
             with collector.paused():  # millions of small containers at 100,000 documents
-                return response.json()
+                try:
+                    return orjson.loads(response.content)
+                except orjson.JSONDecodeError:
+                    # orjson takes strict UTF-8 only; the stdlib also reads a lone surrogate
+                    # escape (seen in OCR text) or another Unicode encoding.
+                    return response.json()
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type").split(";")[0]
             raise BadResponseError(
