@@ -56,6 +56,9 @@ class PaperlessDouble:
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.release = release
         self.lock = threading.RLock()
+        # Bumped by every change of which documents exist or who may see them: the API keeps
+        # each user's id-ordered listing until then (see `Api.visible_by_id`).
+        self.visibility = 0
         self.clock = Clock()
         self.faults = Faults()
         self.api = Api(self)
@@ -222,6 +225,7 @@ class PaperlessDouble:
                 content=fields.pop("content", None),
             )
             self.corpus.documents[doc_id] = doc
+            self.visibility += 1
         if fields:
             self.edit_document(doc_id, **fields)
             with self.lock:
@@ -260,6 +264,7 @@ class PaperlessDouble:
         with self.lock:
             doc = self._doc(doc_id)
             doc.deleted_at = None
+            self.visibility += 1
             doc.modified = self.clock.now()
 
     # -- mutations that do not bump `modified` ------------------------------------------------
@@ -268,16 +273,19 @@ class PaperlessDouble:
         """Gone for good (deleted from the trash)."""
         with self.lock:
             self.corpus.documents.pop(doc_id, None)
+            self.visibility += 1
 
     def trash_document(self, doc_id: int) -> None:
         with self.lock:
             self._doc(doc_id).deleted_at = self.clock.now()
+            self.visibility += 1
 
     def empty_trash(self) -> list[int]:
         with self.lock:
             gone = [i for i, d in self.corpus.documents.items() if d.deleted_at is not None]
             for doc_id in gone:
                 del self.corpus.documents[doc_id]
+            self.visibility += 1
             return gone
 
     def bulk_edit(
@@ -310,6 +318,7 @@ class PaperlessDouble:
             for doc_id in ids:
                 doc = self._doc(doc_id)
                 doc.shares = replace(doc.shares, **changes)
+            self.visibility += 1
 
     def _rename(self, kind: str, obj_id: int, name: str) -> None:
         with self.lock:
