@@ -121,6 +121,31 @@ def test_cjk_is_found_by_substring(index: LocalIndex):
     assert "«港区»" in hit.snippet and "\u200b" not in hit.snippet
 
 
+def test_cjk_in_mostly_latin_text_is_found_without_phrases_across_the_gaps(index: LocalIndex):
+    index.write(
+        RUN,
+        [
+            make_doc(1, "Mietvertrag", "Vermieter 田中 Yuki, die Wohnung in 東京 wird vermietet."),
+            make_doc(2, "Invoice", "ACME株式会社 sent the invoice; payable in 東京 都"),
+            make_doc(3, "Letter", "Dear Mr 田中, see you in Paris."),
+        ],
+    )
+    assert sorted(ids(index.search("田中"))) == [1, 3]
+    assert ids(index.search("株式会社")) == [2]  # a CJK part of a mixed word
+    assert ids(index.search("東京都")) == [2]  # words side by side form a phrase
+    assert ids(index.search("田中東京")) == []  # 田中 and 東京 are far apart in doc 1
+    assert ids(index.search('"Wohnung 東京"')) == [1]  # a mixed phrase: each part must occur
+    (hit,) = index.search("株式")
+    assert "«株式»" in hit.snippet
+    assert "\u200b" not in hit.snippet and "\ue000" not in hit.snippet
+
+
+def test_a_huge_word_without_spaces_is_indexed_in_linear_time(index: LocalIndex):
+    # A quadratic scan for CJK words would not finish within the test's timeout.
+    index.write(RUN, [make_doc(1, "Blob", "x" * 3_000_000 + " 東京")])
+    assert ids(index.search("東京")) == [1]
+
+
 def test_prefix_search(index: LocalIndex):
     index.write(RUN, [make_doc(1, text="Insurance policy"), make_doc(2, text="insulation")])
     assert sorted(ids(index.search("insu*"))) == [1, 2]

@@ -12,10 +12,11 @@ them, and an incremental run would never fetch them again. The price is one fsyn
 of documents (measured in bench/local_index_bench.py).
 
 The text is stored once: `documents_fts` is an external-content FTS5 table over `documents`
-(snippets read the text from there). Its `cjk` column holds the text with every CJK
-character spaced apart (only for documents that have any), so CJK words are found by exact
-substring (see `tasks/search_query.py`). Access rows, tags and the folded classification
-names are plain tables and columns that the `search` filters use.
+(snippets read the text from there). Its `cjk` column holds the words with CJK characters,
+every such character spaced apart (only for documents that have any), so CJK words are
+found by exact substring (see `cjk_stretches` in `tasks/search_query.py`). Access rows,
+tags and the folded classification names are plain tables and columns that the `search`
+filters use.
 
 Ranking: documents titled exactly as the query first, then bm25 with the title weighted
 10x. bm25 costs microseconds per matching document, so a query matching more than
@@ -41,11 +42,11 @@ from pydantic import BaseModel
 from tasks.document import IndexedDocument, Principals, document_key
 from tasks.search_query import (
     ParsedQuery,
+    cjk_stretches,
     fold,
     fts_match,
     has_cjk,
     parse_query,
-    spread_cjk,
     title_key,
     unspread_cjk,
 )
@@ -378,7 +379,7 @@ def _document_row(doc: IndexedDocument) -> dict[str, Any]:
     extras = [doc.correspondent, doc.document_type, doc.storage_path, doc.original_file_name]
     row["keywords"] = "\n".join([*doc.tags, *(value for value in extras if value)])
     searchable = f"{doc.title}\n{doc.text}\n{row['keywords']}"
-    row["cjk"] = spread_cjk(searchable) if has_cjk(searchable) else ""
+    row["cjk"] = cjk_stretches(searchable) if has_cjk(searchable) else ""
     row["title_key"] = title_key(doc.title)
     row["correspondent_key"] = fold(doc.correspondent) if doc.correspondent else None
     row["type_key"] = fold(doc.document_type) if doc.document_type else None
