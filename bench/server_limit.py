@@ -1,9 +1,10 @@
 """The server's limit: only the GET requests a full sync needs, at the connector's concurrency.
 
 The same requests the connector sends (probe, the seven lookups, the light listing of every
-document, then `id__in` pages) with a thread pool as wide as the connector's cap on
-requests in flight per Paperless-ngx server, each body parsed as JSON and thrown away: no
-rendering, no sink, no Redis, no Celery. What the connector achieves is compared with this.
+document, then `id__in` pages), the pages by as many processes as the connector's cap on
+requests in flight per Paperless-ngx server (one page at a time each, like the worker's
+prefork pool), each body parsed as JSON and thrown away: no rendering, no sink, no Redis,
+no Celery. What the connector achieves is compared with this.
 
 With `--floor`, each page also gets the least work its sink cannot do without, and nothing
 else (no rendering, no permissions, no change detection, no Redis, no Celery):
@@ -27,16 +28,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 
 from bench.procs import hold_while_measured
@@ -75,12 +78,13 @@ class _Fetcher:
         answer.raise_for_status()
         with self.lock:
             self.requests += 1
-        return dict(answer.json())
+        return dict(orjson.loads(answer.content))  # as the connector parses them
 
     def session(self) -> requests.Session:
         session = getattr(self.local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False  # the environment read once, as the connector does
             session.headers["Authorization"] = f"Token {self.token}"
             session.headers["Accept"] = "application/json; version=10"
             self.local.session = session
@@ -143,43 +147,42 @@ class IndexFloor:
     """Titles and texts into a bare FTS5 table, one durable transaction per page."""
 
     def __init__(self, directory: Path) -> None:
-        self.db = sqlite3.connect(
-            directory / "floor.sqlite3", isolation_level=None, check_same_thread=False
-        )
-        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db = sqlite3.connect(directory / "floor.sqlite3", isolation_level=None, timeout=120)
         self.db.execute("PRAGMA synchronous = FULL")  # as the local index: durable per page
-        self.db.execute(
+
+    @classmethod
+    def create(cls, directory: Path) -> None:
+        db = sqlite3.connect(directory / "floor.sqlite3", isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(
             "CREATE VIRTUAL TABLE pages USING fts5(title, text, "
             "tokenize='unicode61 remove_diacritics 2')"
         )
-        self.lock = threading.Lock()
+        db.close()
 
     def take(self, documents: list[dict[str, Any]]) -> None:
         rows = [(str(doc.get("title") or ""), str(doc.get("content") or "")) for doc in documents]
-        with self.lock:  # SQLite has one writer; sqlite3 lets go of the GIL while it works
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT INTO pages (title, text) VALUES (?, ?)", rows)
-            self.db.execute("COMMIT")
-
-    def close(self) -> None:
-        self.db.close()
+        self.db.execute("BEGIN IMMEDIATE")  # one writer at a time, as in the local index
+        self.db.executemany("INSERT INTO pages (title, text) VALUES (?, ?)", rows)
+        self.db.execute("COMMIT")
 
 
 class UploadFloor:
     """Per document one content upload, per page one event batch, to the manager.
 
-    One session with a pool of kept-alive connections shared by every upload thread, as the
-    Omni sink's manager client has: the floor must not pay for connections the sink keeps.
+    One session with a pool of kept-alive connections shared by the upload threads, as the
+    Omni sink's manager client has, and the environment read once (`trust_env` off), as
+    the connector's sessions do: the floor must not pay for what the sink does not.
     """
 
-    def __init__(self, manager_url: str, concurrency: int) -> None:
+    def __init__(self, manager_url: str) -> None:
         self.manager = manager_url.rstrip("/")
         self.run_id = "floor"
         self.session = requests.Session()
-        width = concurrency * UPLOADS_PER_PAGE
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=width)
+        self.session.trust_env = False
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=UPLOADS_PER_PAGE)
         self.session.mount("http://", adapter)
-        self.uploads = ThreadPoolExecutor(width)
+        self.uploads = ThreadPoolExecutor(UPLOADS_PER_PAGE)
 
     def take(self, documents: list[dict[str, Any]]) -> None:
         in_flight = threading.Semaphore(UPLOADS_PER_PAGE)  # per page, as the sink sends them
@@ -212,19 +215,46 @@ class UploadFloor:
         answer.raise_for_status()
         return dict(answer.json() or {})
 
-    def close(self) -> None:
-        self.uploads.shutdown()
-        self.session.close()
+
+# Each page process's own client and floor (set up by `_start_page_process`).
+_process: dict[str, Any] = {}
+
+
+def _start_page_process(
+    base_url: str, token: str, floor: str | None, directory: str, manager_url: str | None
+) -> None:
+    fetch = _Fetcher(base_url, token)
+    take: Callable[[list[dict[str, Any]]], None] | None = None
+    if floor == "index":
+        take = IndexFloor(Path(directory)).take
+    elif floor == "omni":
+        assert manager_url is not None
+        take = UploadFloor(manager_url).take
+    _process.update(fetch=fetch, take=take)
+
+
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
+def _fetch_page(page: list[int]) -> int:
+    answer = _process["fetch"].get(
+        "/api/documents/",
+        id__in=",".join(map(str, page)),
+        full_perms="true",
+        page_size=len(page),
+        ordering="id",
+    )
+    if _process["take"] is not None:
+        _process["take"](answer["results"])
+    return len(answer["results"])
 
 
 def run_server_limit(
-    fetch: _Fetcher,
-    concurrency: int,
-    page_size: int,
-    take: Callable[[list[dict[str, Any]]], None] | None = None,
+    fetch: _Fetcher, pool: ProcessPoolExecutor, page_size: int, concurrency: int
 ) -> dict[str, Any]:
-    """Fetch everything a full sync fetches, handing each page's documents to `take`;
-    returns documents, seconds and requests."""
+    """Fetch everything a full sync fetches, the pages by `pool`'s processes; returns
+    documents, seconds and requests."""
     started = time.monotonic()
     fetch.get("/api/documents/", page_size=1)
     for lookup in LOOKUPS:
@@ -233,27 +263,13 @@ def run_server_limit(
     ids = sorted(doc["id"] for doc in light)
     del light
     pages = [ids[i : i + page_size] for i in range(0, len(ids), page_size)]
-
-    def fetch_page(page: list[int]) -> int:
-        answer = fetch.get(
-            "/api/documents/",
-            id__in=",".join(map(str, page)),
-            full_perms="true",
-            page_size=len(page),
-            ordering="id",
-        )
-        if take is not None:
-            take(answer["results"])
-        return len(answer["results"])
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        documents = sum(pool.map(fetch_page, pages))
+    documents = sum(pool.map(_fetch_page, pages))
     seconds = time.monotonic() - started
     fetch.close()
     return {
         "documents": documents,
         "seconds": seconds,
-        "requests": fetch.requests,
+        "requests": fetch.requests + len(pages),
         "concurrency": concurrency,
     }
 
@@ -265,22 +281,26 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=shipped_page_size())
     parser.add_argument("--floor", choices=("index", "omni"), help="add a sink's least work")
     args = parser.parse_args()
-    fetch = _Fetcher(args.url, os.environ["BENCH_PAPERLESS_TOKEN"])
+    token = os.environ["BENCH_PAPERLESS_TOKEN"]
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as directory:
-        floor: IndexFloor | UploadFloor | None = None
         if args.floor == "index":
-            floor = IndexFloor(Path(directory))
-        elif args.floor == "omni":
-            floor = UploadFloor(os.environ["BENCH_MANAGER_URL"], args.concurrency)
-        try:
-            result = run_server_limit(
-                fetch, args.concurrency, args.page_size, floor.take if floor else None
-            )
-        finally:
-            if floor is not None:
-                floor.close()
-        print(json.dumps(result), flush=True)
-        hold_while_measured()
+            IndexFloor.create(Path(directory))
+        start = (args.url, token, args.floor, directory, os.environ.get("BENCH_MANAGER_URL"))
+        # One process per page in flight, as the worker's prefork pool: the pages' parsing
+        # and the floors' work must not queue on one interpreter lock.
+        pool = ProcessPoolExecutor(
+            args.concurrency,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_start_page_process,
+            initargs=start,
+        )
+        with pool:
+            # Started before the clock, as the worker's processes are before a sync.
+            list(pool.map(_ready, range(args.concurrency)))
+            fetch = _Fetcher(args.url, token)
+            result = run_server_limit(fetch, pool, args.page_size, args.concurrency)
+            print(json.dumps(result), flush=True)
+            hold_while_measured()  # the pool lives on: its CPU time is read meanwhile
 
 
 if __name__ == "__main__":
