@@ -9,6 +9,7 @@ still owns the source's fencing number.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -30,7 +31,14 @@ from tasks.locks import SourceLock, new_token
 from tasks.paperless.client import PaperlessClient
 from tasks.paperless.errors import BadResponseError, PaperlessError, TransientError
 from tasks.paperless.models import utc_rfc3339
-from tasks.render import light_fingerprint, linked_ids, principals, render_document
+from tasks.render import (
+    RAW_DIGEST_CHARS,
+    light_fingerprint,
+    linked_ids,
+    principals,
+    raw_light_digest,
+    render_document,
+)
 from tasks.runs import (
     ACTIVE_RUNS_KEY,
     ACTIVE_STATES,
@@ -246,10 +254,18 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
         store.note_degraded(run.run_id, snapshot.degraded)
     w.sink.record_principals(run, principals(snapshot, run.source_id))
     hold(store, lock, run.run_id)
-    listing = list_documents(client, snapshot)
-    hold(store, lock, run.run_id)
     stored = w.sink.stored_states(run.source_id)
     checkpoint = ctx.config.checkpoint or Checkpoint()
+    lookups = lookups_digest(snapshot)
+    # A committed run wrote every document whose names or access changed with its lookups;
+    # while the lookups are the same and no later run wrote with others (one that failed,
+    # say, after a rename that was then undone), a document whose raw listing values are
+    # the same is unchanged: its names need not be resolved again.
+    same = checkpoint.lookups == lookups and store.lookups_written(run.source_id) == lookups
+    unchanged = stored if same else None
+    store.note_lookups(run.source_id, lookups)
+    listing = list_documents(client, snapshot, unchanged, needs_fingerprints=run.mode != "full")
+    hold(store, lock, run.run_id)
     gone = (expand_ranges(checkpoint.known_ids) | set(stored)) - set(listing.ids)
     targets = choose_targets(run.mode, listing.entries(), stored, checkpoint.watermark)
     targets = with_linking_documents(targets, listing.links, gone)
@@ -266,6 +282,7 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
             "deletions": json.dumps(to_ranges(gone)),
             "listed": str(len(listing)),
             "targets": str(len(targets)),
+            "lookups": lookups,
         },
     )
     log.info(
@@ -311,27 +328,53 @@ class Listing:
             yield doc_id, fingerprint, None if math.isnan(modified) else modified
 
 
-_DIGEST = 32  # bytes of a light fingerprint (SHA-256)
+_DIGEST = 48  # bytes of a light fingerprint (see `tasks.render.light_fingerprint`)
+_NO_FINGERPRINT = "0" * (_DIGEST * 2)
 
 
-def list_documents(client: PaperlessClient, snapshot: LookupSnapshot) -> Listing:
+def list_documents(
+    client: PaperlessClient,
+    snapshot: LookupSnapshot,
+    unchanged: dict[int, StoredState] | None = None,
+    *,
+    needs_fingerprints: bool = True,
+) -> Listing:
     """Reduce the light listing to ids, fingerprints and links, page by page as it arrives.
 
     The rows of a page are dropped once reduced, so the scheduler's memory grows with the
-    number of ids, not with the listing (DESIGN.md invariant 8).
+    number of ids, not with the listing (DESIGN.md invariant 8). A document in `unchanged`
+    whose raw light values are the same keeps its stored fingerprint without resolving its
+    names again; without `needs_fingerprints` (a full run fetches every document anyway)
+    none is worked out.
     """
     listing = Listing()
+    held = unchanged or {}
+
+    def fingerprint(doc_id: int, doc: dict[str, Any]) -> str:
+        if not needs_fingerprints:
+            return _NO_FINGERPRINT
+        state = held.get(doc_id)
+        if state is not None and state.light_fingerprint[:RAW_DIGEST_CHARS] == raw_light_digest(
+            doc
+        ):
+            return state.light_fingerprint
+        return light_fingerprint(doc, snapshot)
 
     def take(rows: list[dict[str, Any]]) -> None:
         for doc in rows:
             doc_id = int(doc["id"])
-            listing.add(doc_id, light_fingerprint(doc, snapshot), _moment(doc.get("modified")))
+            listing.add(doc_id, fingerprint(doc_id, doc), _moment(doc.get("modified")))
             linked = _links(doc, snapshot)
             if linked:
                 listing.links[doc_id] = linked
 
     listing.server_time = client.read_light(take, discard=listing.clear)
     return listing
+
+
+def lookups_digest(snapshot: LookupSnapshot) -> str:
+    """A digest of everything a light fingerprint resolves names and access from."""
+    return hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest()
 
 
 def choose_targets(
@@ -590,9 +633,15 @@ def finalize(run_id: str, attempt: int, claimant: str) -> dict[str, str]:
             attempt=attempt,
         )
         return {"outcome": "failed"}
-    checkpoint = Checkpoint(watermark=plan["watermark"], known_ids=json.loads(plan["known_ids"]))
     final = store.get(run_id) or record
     counts = {name: getattr(final, name) for name in ("scanned", "written", "unchanged", "failed")}
+    checkpoint = Checkpoint(
+        watermark=plan["watermark"],
+        known_ids=json.loads(plan["known_ids"]),
+        # A document that failed may still hold fingerprints of older lookups: then the
+        # next plan resolves every document's names again rather than trust them.
+        lookups=plan.get("lookups") if not counts["failed"] else None,
+    )
     counts["deleted"] = len(deletions)
     if store.field(run_id, "commits") is None:  # a redelivered finalizer committed already
         w.backend.commit(run, checkpoint, counts)

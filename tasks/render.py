@@ -16,6 +16,8 @@ import weakref
 from datetime import date, datetime
 from typing import Any
 
+import orjson
+
 from tasks.document import (
     Access,
     CustomFieldValue,
@@ -42,6 +44,7 @@ __all__ = [
     "light_fingerprint",
     "linked_ids",
     "principals",
+    "raw_light_digest",
     "render_document",
 ]
 
@@ -100,19 +103,42 @@ def render_document(
 def light_fingerprint(raw: dict[str, Any], snapshot: LookupSnapshot) -> str:
     """Equal for a full document and its light listing entry; never raises.
 
-    A plan computes 100,000 of these, so the listing's raw values are hashed as they came
-    (both dicts come from the same server and API version) together with what they resolve
-    to in the snapshot, worked out once per snapshot: treat a snapshot as read-only once
-    fingerprints are taken from it.
+    Two parts: `raw_light_digest` of the listing's values as they came (32 hex digits),
+    then a digest of those values together with what they resolve to in the snapshot (64).
+    A plan computes 100,000 of these. The first part alone tells a document unchanged when
+    the lookups are the same as at the last committed run (see `plan_run`); the second is
+    worked out once per snapshot: treat a snapshot as read-only once fingerprints are
+    taken from it.
     """
     try:
         text = _resolved(snapshot).light_text(raw)
     except Exception:  # malformed listing data of any shape still hashes the same way
         text = repr(sorted((key, repr(raw.get(key))) for key in _LIGHT_KEYS if key in raw))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    resolved = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return raw_light_digest(raw) + resolved
+
+
+RAW_DIGEST_CHARS = 32  # hex digits of `raw_light_digest` at the start of a light fingerprint
+
+
+def raw_light_digest(raw: dict[str, Any]) -> str:
+    """A digest of the light fields' raw values only: cheap, and blind to renames.
+
+    Tags count as a set, as in the resolved part: equal raw digests mean equal resolved
+    parts under one snapshot."""
+    values = [raw.get(key) for key in _LIGHT_KEYS]
+    tags = values[_TAGS_AT]
+    if isinstance(tags, list):
+        values[_TAGS_AT] = sorted(tags, key=repr)
+    try:
+        encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # e.g. an integer beyond 64 bits, a lone surrogate
+        encoded = repr(values).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(encoded, digest_size=RAW_DIGEST_CHARS // 2).hexdigest()
 
 
 _LIGHT_KEYS = (*LIGHT_FIELDS, "permissions")
+_TAGS_AT = _LIGHT_KEYS.index("tags")
 
 
 class _Resolved:

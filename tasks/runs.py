@@ -104,6 +104,10 @@ def source_active_key(source_id: str) -> str:
     return f"{PREFIX}source:{source_id}:active"
 
 
+def source_lookups_key(source_id: str) -> str:
+    return f"{PREFIX}source:{source_id}:lookups"
+
+
 ACTIVE_RUNS_KEY = f"{PREFIX}runs:active"
 
 # KEYS: run hash, active-runs set, source's active pointer.
@@ -335,6 +339,16 @@ class RunStore:
 
     def heartbeat(self, run_id: str) -> None:
         self.redis.hset(Keys(run_id).run, "heartbeat", self.redis.time()[0])
+
+    def lookups_written(self, source_id: str) -> str | None:
+        """The digest of the lookups the source's latest run planned with (None: unknown)."""
+        value = self.redis.get(source_lookups_key(source_id))
+        return _text(value) if value is not None else None
+
+    def note_lookups(self, source_id: str, digest: str) -> None:
+        """Said by a plan before any page writes with these lookups (no expiry: a lost key
+        only costs the next plan resolving every document's names again)."""
+        self.redis.set(source_lookups_key(source_id), digest)
 
     def note_degraded(self, run_id: str, notes: list[str]) -> None:
         self.redis.hset(Keys(run_id).run, "degraded", json.dumps(sorted(set(notes))))

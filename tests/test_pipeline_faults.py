@@ -59,6 +59,44 @@ def test_a_page_that_keeps_failing_fails_the_run_and_the_next_run_recovers(
     assert sync_env.store.field(recovery.run_id, "commits") == "1"
 
 
+def test_names_written_by_a_failed_run_are_put_right_after_the_rename_is_undone(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    """A plan trusts stored fingerprints without resolving names only while the lookups
+    are those of the last committed run and of the latest plan: here a failed run wrote
+    documents with a tag name that was then renamed back."""
+    sync_env.start_worker()
+    sync_env.add_source("names", paperless)
+    assert sync_env.wait(trigger_sync("names", "full").run_id).state == "completed"
+    documents = paperless.corpus.documents
+    counts: dict[int, int] = {}
+    for doc in documents.values():
+        for tag in doc.tags:
+            counts[tag] = counts.get(tag, 0) + 1
+    tag = max(counts, key=lambda t: counts[t])
+    original = paperless.corpus.lookups["tags"][tag].name
+    tagged = sorted(i for i, d in documents.items() if tag in d.tags)
+    paperless.rename_tag(tag, "Zwischenname")
+
+    with failing_fetches(paperless, tagged[-1]):  # the last page fails, earlier ones land
+        failed = sync_env.wait(trigger_sync("names", "incremental").run_id)
+
+    assert failed.state == "failed"
+    written = {
+        row["doc_id"] for row in sync_env.index().export("names") if "Zwischenname" in row["tags"]
+    }
+    assert written  # the failed run did write documents with the new name
+    paperless.rename_tag(tag, original)  # the lookups are those of the committed run again
+
+    run = sync_env.wait(trigger_sync("names", "incremental").run_id)
+
+    assert run.state == "completed", run.error
+    exported = {row["doc_id"]: row for row in sync_env.index().export("names")}
+    assert not [doc_id for doc_id, row in exported.items() if "Zwischenname" in row["tags"]]
+    assert all(original in exported[doc_id]["tags"] for doc_id in written)
+    assert sink_fingerprints(sync_env, "names") == server_fingerprints(paperless, "names")
+
+
 def test_cancel_stops_a_run_within_seconds_and_commits_nothing(
     sync_env: SyncEnv, paperless: PaperlessDouble
 ) -> None:

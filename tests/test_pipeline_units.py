@@ -316,3 +316,42 @@ def test_a_page_message_of_an_earlier_attempt_is_skipped_after_a_resume(
 
     pipeline.fetch_page(run_id, 0, attempt=2)  # the resume's own message
     assert sync_env.store.is_page_done(run_id, 0)
+
+
+# -- the light listing's fingerprints -----------------------------------------------------
+
+
+def test_a_document_whose_listing_values_did_not_change_keeps_its_fingerprint_unresolved(
+    paperless: PaperlessDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.paperless.client import PaperlessClient
+    from tasks.snapshot import LookupSnapshot
+
+    client = PaperlessClient(paperless.url, paperless.token("admin"))
+    snapshot = LookupSnapshot.load(client)
+    first = pipeline.list_documents(client, snapshot)
+    stored = {
+        doc_id: StoredState(light_fingerprint=light, fingerprint="f")
+        for doc_id, light, _ in first.entries()
+    }
+    edited = sorted(stored)[3]
+    paperless.set_permissions([edited], owner=2, view_users=[3])  # no bump, a new share
+    resolved: list[int] = []
+    real = pipeline.light_fingerprint
+    monkeypatch.setattr(
+        pipeline,
+        "light_fingerprint",
+        lambda doc, snap: resolved.append(doc["id"]) or real(doc, snap),
+    )
+
+    again = pipeline.list_documents(client, snapshot, stored)
+
+    assert resolved == [edited]  # only the document whose listing values changed
+    changed = {
+        doc_id for doc_id, light, _ in again.entries() if stored[doc_id].light_fingerprint != light
+    }
+    assert changed == {edited}
+    resolved.clear()
+    full = pipeline.list_documents(client, snapshot, needs_fingerprints=False)
+    assert resolved == [] and list(full.ids) == sorted(stored)  # a full run needs none
+    client.close()

@@ -34,10 +34,14 @@ class Checkpoint(BaseModel):
     `watermark` is an RFC 3339 time on Paperless-ngx's clock (its `Date` header at the start
     of the run, less an overlap). `known_ids` are the ids of every document the source held
     at that run, as sorted inclusive ranges `[[first, last], ...]` (compact for dense ids).
+    `lookups` is the digest of the run's lookup snapshot when no document failed.
     """
 
     watermark: str | None = None
     known_ids: list[list[int]] = Field(default_factory=list)
+    # A digest of the run's lookups (names, users, groups, custom fields), when every
+    # document was written with them: the next plan may then skip resolving names.
+    lookups: str | None = None
     version: int = 1
 
 
