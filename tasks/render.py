@@ -128,8 +128,11 @@ def raw_light_digest(raw: dict[str, Any]) -> str:
     parts under one snapshot."""
     values = [raw.get(key) for key in _LIGHT_KEYS]
     tags = values[_TAGS_AT]
-    if isinstance(tags, list):
-        values[_TAGS_AT] = sorted(tags, key=repr)
+    if type(tags) is list and len(tags) > 1:
+        try:
+            values[_TAGS_AT] = sorted(tags)
+        except TypeError:  # ids of mixed types in malformed data
+            values[_TAGS_AT] = sorted(tags, key=repr)
     try:
         encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # e.g. an integer beyond 64 bits, a lone surrogate
