@@ -266,9 +266,15 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     store.note_lookups(run.source_id, lookups)
     listing = list_documents(client, snapshot, unchanged, needs_fingerprints=run.mode != "full")
     hold(store, lock, run.run_id)
-    gone = (expand_ranges(checkpoint.known_ids) | set(stored)) - set(listing.ids)
-    targets = choose_targets(run.mode, listing.entries(), stored, checkpoint.watermark)
-    targets = with_linking_documents(targets, listing.links, gone)
+    known = expand_ranges(checkpoint.known_ids) | set(stored)
+    gone = known - set(listing.ids) if known else set()
+    if run.mode == "full" or not checkpoint.watermark:
+        # Every listed document (pages skip the unchanged ones), without the sets and
+        # fingerprint texts an incremental choice needs: 100,000 of each at the peak.
+        targets = sorted(listing.ids)
+    else:
+        targets = choose_targets(run.mode, listing.entries(), stored, checkpoint.watermark)
+        targets = with_linking_documents(targets, listing.links, gone)
     page_size = w.settings.page_size
     pages = [targets[i : i + page_size] for i in range(0, len(targets), page_size)]
     overlap = timedelta(seconds=w.settings.watermark_overlap_seconds)
