@@ -52,7 +52,7 @@ def test_report_has_every_row_and_ratio(bench_run: tuple[str, dict]) -> None:
 def test_every_run_synced_every_document_with_real_figures(bench_run: tuple[str, dict]) -> None:
     _, figures = bench_run
     runs = figures["part_one"]
-    assert set(runs) == {"baseline", "omni", "local", "limit"}
+    assert set(runs) == {"baseline", "omni", "local", "limit", "floor_omni", "floor_local"}
     for name, run in runs.items():
         assert run["failure"] is None, (name, run["failure"])
         assert run["documents"] == DOCUMENTS, name
@@ -65,6 +65,9 @@ def test_every_run_synced_every_document_with_real_figures(bench_run: tuple[str,
     assert runs["baseline"]["manager_requests"] >= 2 * DOCUMENTS
     assert runs["omni"]["manager_requests"] > 0
     assert runs["local"]["manager_requests"] is None
+    # Omni's floor uploads every document once (and a batch of events per page).
+    assert runs["floor_omni"]["manager_requests"] >= DOCUMENTS
+    assert runs["floor_local"]["manager_requests"] is None
 
 
 def test_the_ratios_in_the_report_follow_from_the_figures(bench_run: tuple[str, dict]) -> None:
@@ -78,3 +81,7 @@ def test_the_ratios_in_the_report_follow_from_the_figures(bench_run: tuple[str, 
     share = rate("local") / rate("limit")
     assert f"| (2b)/(1): connector → local vs baseline | {speedup:.2f}× |" in report
     assert f"| (2b)/(3): connector → local vs server's limit | {share * 100:.0f} % |" in report
+    floor = rate("floor_local") / rate("limit")
+    label = "(4b)/(3): local floor vs server's limit"
+    assert f"| {label} (the most any connector into this sink can reach here) |" in report
+    assert f"here) | {floor * 100:.0f} % |" in report

@@ -204,4 +204,4 @@ def test_invalid_dates_are_document_data_errors(double: PaperlessDouble, kind: s
     with pytest.raises(DocumentDataError, match="document 7 has an invalid"):
         render_document(raw, snapshot, source_id="home", base_url=double.url, link_titles={})
     light, _ = client.list_light()
-    assert len(light_fingerprint(next(d for d in light if d["id"] == 7), snapshot)) == 64
+    assert len(light_fingerprint(next(d for d in light if d["id"] == 7), snapshot)) == 32 + 64
