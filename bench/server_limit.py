@@ -185,29 +185,21 @@ class UploadFloor:
         self.uploads = ThreadPoolExecutor(UPLOADS_PER_PAGE)
 
     def take(self, documents: list[dict[str, Any]]) -> None:
-        in_flight = threading.Semaphore(UPLOADS_PER_PAGE)  # per page, as the sink sends them
-
         def upload(doc: dict[str, Any]) -> dict[str, Any]:
-            try:
-                body = {
-                    "sync_run_id": self.run_id,
-                    "content": f"{doc.get('title') or ''}\n\n{doc.get('content') or ''}",
-                    "content_type": "text/plain",
-                }
-                answer = self._post("/sdk/content", body)
-                return {
-                    "type": "document_created",
-                    "document_id": str(doc.get("id")),
-                    "content_id": answer.get("content_id"),
-                }
-            finally:
-                in_flight.release()
+            body = {
+                "sync_run_id": self.run_id,
+                "content": f"{doc.get('title') or ''}\n\n{doc.get('content') or ''}",
+                "content_type": "text/plain",
+            }
+            answer = self._post("/sdk/content", body)
+            return {
+                "type": "document_created",
+                "document_id": str(doc.get("id")),
+                "content_id": answer.get("content_id"),
+            }
 
-        sent = []
-        for doc in documents:
-            in_flight.acquire()
-            sent.append(self.uploads.submit(upload, doc))
-        events = [future.result() for future in sent]
+        # One page at a time per process: the pool's width is the uploads in flight.
+        events = list(self.uploads.map(upload, documents))
         self._post("/sdk/events/batch", {"sync_run_id": self.run_id, "events": events})
 
     def _post(self, path: str, body: Any) -> dict[str, Any]:

@@ -129,15 +129,15 @@ def cjk_stretches(text: str) -> str:
     sits in by matching backwards on the reversed text from there.
     """
     stretches: list[str] = []
-    backwards = text[::-1]
-    end = len(text)
+    backwards = ""
     at = 0
     while (found := _CJK.search(text, at)) is not None:
         cjk_at = found.start()
-        before = _NON_SPACE.match(backwards, end - cjk_at)
-        start = cjk_at - (before.end() - before.start()) if before else cjk_at
-        stretch = _STRETCH.match(text, start)
-        assert stretch is not None  # `\S*` matches at any position
+        backwards = backwards or text[::-1]
+        word_head = _NON_SPACE.match(backwards, len(text) - cjk_at)
+        assert word_head is not None  # `\S*` matches anywhere, as does `_STRETCH`
+        stretch = _STRETCH.match(text, cjk_at - len(word_head.group()))
+        assert stretch is not None
         stretches.append(spread_cjk(stretch.group(0)))
         at = max(stretch.end(), cjk_at + 1)
     return f" {CJK_GAP} ".join(stretches)

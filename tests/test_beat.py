@@ -166,7 +166,7 @@ def test_omni_mode_schedules_the_sources_omni_asked_for(
 
 
 def test_a_tick_while_a_run_is_going_is_a_skip(monkeypatch: pytest.MonkeyPatch):
-    trigger = pytest.importorskip("tasks.trigger")
+    from tasks import trigger
     from tasks.schedule_tasks import scheduled_sync
 
     calls: list[tuple[str, str, str]] = []

@@ -47,6 +47,24 @@ def served_at_once(double: PaperlessDouble) -> list[dict[str, Any]]:
     return rows
 
 
+def after_the_first_listing_page(double: PaperlessDouble, change: Any) -> threading.Event:
+    """Make `change(double)` once, right after the double answered the listing's first page;
+    the event tells that it happened."""
+    answer = double.api.answer
+    changed = threading.Event()
+
+    def answer_then_change(request: Any, version: int) -> Any:
+        reply = answer(request, version)
+        first = request.query.get("page") == "1" and request.query.get("fields") == LIGHT
+        if first and not changed.is_set():
+            changed.set()
+            change(double)
+        return reply
+
+    double.api.answer = answer_then_change  # type: ignore[method-assign]
+    return changed
+
+
 def expected_rows(double: PaperlessDouble) -> list[dict[str, Any]]:
     """The light fields of every document, from the double's uncached detail serialisation."""
     keys = (*LIGHT_FIELDS, "permissions")
@@ -84,18 +102,7 @@ def test_a_list_that_changes_between_pages_is_read_again(
     paperless.trash_document(150)  # so that restoring it shifts the pages
     client = connect(paperless)
     client.probe()
-    answer = paperless.api.answer
-    changed = threading.Event()
-
-    def answer_then_change(request: Any, version: int) -> Any:
-        reply = answer(request, version)
-        first = request.query.get("page") == "1" and request.query.get("fields") == LIGHT
-        if first and not changed.is_set():
-            changed.set()
-            change(paperless)
-        return reply
-
-    paperless.api.answer = answer_then_change  # type: ignore[method-assign]
+    changed = after_the_first_listing_page(paperless, change)
     rows, _ = client.list_light()
     assert changed.is_set()
     assert rows == expected_rows(paperless)  # nothing skipped, nothing twice
@@ -203,18 +210,7 @@ def test_a_shifted_listing_tells_the_reader_to_discard_before_it_comes_again(
 ) -> None:
     client = connect(paperless)
     client.probe()
-    answer = paperless.api.answer
-    trashed = threading.Event()
-
-    def answer_then_trash(request: Any, version: int) -> Any:
-        reply = answer(request, version)
-        first = request.query.get("page") == "1" and request.query.get("fields") == LIGHT
-        if first and not trashed.is_set():
-            trashed.set()
-            paperless.trash_document(3)
-        return reply
-
-    paperless.api.answer = answer_then_trash  # type: ignore[method-assign]
+    after_the_first_listing_page(paperless, lambda double: double.trash_document(3))
     events: list[Any] = []
     client.read_light(lambda rows: events.append(len(rows)), discard=lambda: events.append("x"))
     assert events[-2:] == ["x", 199]  # the first read dropped, then all in one page

@@ -45,7 +45,6 @@ from tasks.search_query import (
     cjk_stretches,
     fold,
     fts_match,
-    has_cjk,
     parse_query,
     title_key,
     unspread_cjk,
@@ -379,7 +378,7 @@ def _document_row(doc: IndexedDocument) -> dict[str, Any]:
     extras = [doc.correspondent, doc.document_type, doc.storage_path, doc.original_file_name]
     row["keywords"] = "\n".join([*doc.tags, *(value for value in extras if value)])
     searchable = f"{doc.title}\n{doc.text}\n{row['keywords']}"
-    row["cjk"] = cjk_stretches(searchable) if has_cjk(searchable) else ""
+    row["cjk"] = cjk_stretches(searchable)
     row["title_key"] = title_key(doc.title)
     row["correspondent_key"] = fold(doc.correspondent) if doc.correspondent else None
     row["type_key"] = fold(doc.document_type) if doc.document_type else None
