@@ -12,14 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import sqlite3
 import time
-from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import redis.exceptions
@@ -27,16 +25,14 @@ import requests
 
 from tasks import collector
 from tasks.document import IndexedDocument
+from tasks.listing import ListingMemo, expand_ranges, list_documents, moment, to_ranges
 from tasks.locks import SourceLock, new_token
 from tasks.paperless.client import PaperlessClient
 from tasks.paperless.errors import BadResponseError, PaperlessError, TransientError
 from tasks.paperless.models import utc_rfc3339
 from tasks.render import (
-    RAW_DIGEST_CHARS,
-    light_fingerprint,
     linked_ids,
     principals,
-    raw_light_digest,
     render_document,
 )
 from tasks.runs import (
@@ -263,8 +259,16 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     # the same is unchanged: its names need not be resolved again.
     same = checkpoint.lookups == lookups and store.lookups_written(run.source_id) == lookups
     unchanged = stored if same else None
+    recalled = _recall_listing(store, run.source_id, checkpoint) if same else None
     store.note_lookups(run.source_id, lookups)
-    listing = list_documents(client, snapshot, unchanged, needs_fingerprints=run.mode != "full")
+    listing, memo = list_documents(
+        client, snapshot, unchanged, needs_fingerprints=run.mode != "full", recalled=recalled
+    )
+    del recalled
+    # Before the pages are stored: from here on, the memo the checkpoint names is gone,
+    # and only this run's commit names the new one.
+    blob = memo.dumps() if memo.whole else None
+    store.note_listing(run.source_id, blob)
     hold(store, lock, run.run_id)
     known = expand_ranges(checkpoint.known_ids) | set(stored)
     gone = known - set(listing.ids) if known else set()
@@ -289,93 +293,24 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
             "listed": str(len(listing)),
             "targets": str(len(targets)),
             "lookups": lookups,
+            "listing": ListingMemo.digest(blob) if blob is not None else "",
         },
     )
     log.info(
-        "run %s of %s planned: %d listed, %d to fetch in %d pages, %d to delete",
-        run.run_id, run.source_id, len(listing), len(targets), len(pages), len(gone),
+        "run %s of %s planned: %d listed (%d listing pages as last committed), "
+        "%d to fetch in %d pages, %d to delete",
+        run.run_id, run.source_id, len(listing), memo.recalled_pages,
+        len(targets), len(pages), len(gone),
     )  # fmt: skip
     return len(pages)
 
 
-class Listing:
-    """What a plan keeps of the light listing: about 50 bytes per document id.
-
-    Ids, light fingerprints (as 32 raw bytes) and modified times (seconds, NaN when unknown)
-    sit side by side in flat arrays rather than in 100,000 tuples of strings; documentlink
-    links only for the documents that have some.
-    """
-
-    def __init__(self) -> None:
-        self.ids = array("q")
-        self.fingerprints = bytearray()
-        self.modified = array("d")
-        self.links: dict[int, set[int]] = {}  # documentlink fields: who shows whose title
-        self.server_time = datetime.min
-
-    def add(self, doc_id: int, fingerprint: str, modified: float | None) -> None:
-        self.ids.append(doc_id)
-        self.fingerprints += bytes.fromhex(fingerprint)
-        self.modified.append(math.nan if modified is None else modified)
-
-    def clear(self) -> None:
-        """The list shifted while it was read: it comes again whole."""
-        del self.ids[:], self.fingerprints[:], self.modified[:]
-        self.links.clear()
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def entries(self) -> Iterator[tuple[int, str, float | None]]:
-        """(id, light fingerprint, modified) of every listed document."""
-        for n, doc_id in enumerate(self.ids):
-            modified = self.modified[n]
-            fingerprint = self.fingerprints[n * _DIGEST : (n + 1) * _DIGEST].hex()
-            yield doc_id, fingerprint, None if math.isnan(modified) else modified
-
-
-_DIGEST = 48  # bytes of a light fingerprint (see `tasks.render.light_fingerprint`)
-_NO_FINGERPRINT = "0" * (_DIGEST * 2)
-
-
-def list_documents(
-    client: PaperlessClient,
-    snapshot: LookupSnapshot,
-    unchanged: dict[int, StoredState] | None = None,
-    *,
-    needs_fingerprints: bool = True,
-) -> Listing:
-    """Reduce the light listing to ids, fingerprints and links, page by page as it arrives.
-
-    The rows of a page are dropped once reduced, so the scheduler's memory grows with the
-    number of ids, not with the listing (DESIGN.md invariant 8). A document in `unchanged`
-    whose raw light values are the same keeps its stored fingerprint without resolving its
-    names again; without `needs_fingerprints` (a full run fetches every document anyway)
-    none is worked out.
-    """
-    listing = Listing()
-    held = unchanged or {}
-
-    def fingerprint(doc_id: int, doc: dict[str, Any]) -> str:
-        if not needs_fingerprints:
-            return _NO_FINGERPRINT
-        state = held.get(doc_id)
-        if state is not None and state.light_fingerprint[:RAW_DIGEST_CHARS] == raw_light_digest(
-            doc
-        ):
-            return state.light_fingerprint
-        return light_fingerprint(doc, snapshot)
-
-    def take(rows: list[dict[str, Any]]) -> None:
-        for doc in rows:
-            doc_id = int(doc["id"])
-            listing.add(doc_id, fingerprint(doc_id, doc), _moment(doc.get("modified")))
-            linked = _links(doc, snapshot)
-            if linked:
-                listing.links[doc_id] = linked
-
-    listing.server_time = client.read_light(take, discard=listing.clear)
-    return listing
+def _recall_listing(store: RunStore, source_id: str, checkpoint: Checkpoint) -> ListingMemo | None:
+    """The memo of the committed run's listing, if that is what Redis holds."""
+    blob = store.listing_memo(source_id) if checkpoint.listing else None
+    if blob is None or ListingMemo.digest(blob) != checkpoint.listing:
+        return None
+    return ListingMemo.loads(blob)
 
 
 def lookups_digest(snapshot: LookupSnapshot) -> str:
@@ -397,14 +332,14 @@ def choose_targets(
     """
     if mode == "full" or not watermark:
         return sorted(doc_id for doc_id, _, _ in listed)
-    since = _moment(watermark)
+    since = moment(watermark)
     targets = []
     for doc_id, light, modified in listed:
         held = stored.get(doc_id)
         if held is None or held.light_fingerprint != light:
             targets.append(doc_id)
             continue
-        changed = _moment(modified)
+        changed = moment(modified)
         if since is None or changed is None or changed > since:
             targets.append(doc_id)
     return sorted(targets)
@@ -420,44 +355,6 @@ def with_linking_documents(
     changed = set(targets) | gone
     linking = {doc_id for doc_id, linked in links.items() if linked & changed}
     return sorted(set(targets) | linking)
-
-
-def _links(doc: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
-    try:
-        return linked_ids(doc, snapshot)
-    except Exception:  # malformed fields are the page's to report
-        return set()
-
-
-def _moment(value: Any) -> float | None:
-    """Seconds since the epoch of an RFC 3339 time (or of seconds); None if it cannot tell."""
-    if isinstance(value, float):
-        return value
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None
-
-
-def to_ranges(ids: Any) -> list[list[int]]:
-    """Sorted inclusive ranges of ids: [[1, 3], [7, 7]] for {1, 2, 3, 7}."""
-    ranges: list[list[int]] = []
-    for doc_id in sorted(ids):
-        if ranges and doc_id == ranges[-1][1] + 1:
-            ranges[-1][1] = doc_id
-        else:
-            ranges.append([doc_id, doc_id])
-    return ranges
-
-
-def expand_ranges(ranges: list[list[int]]) -> set[int]:
-    ids: set[int] = set()
-    for first, last in ranges:
-        ids.update(range(int(first), int(last) + 1))
-    return ids
 
 
 # -- 2. one page ---------------------------------------------------------------------------
@@ -641,13 +538,19 @@ def finalize(run_id: str, attempt: int, claimant: str) -> dict[str, str]:
         return {"outcome": "failed"}
     final = store.get(run_id) or record
     counts = {name: getattr(final, name) for name in ("scanned", "written", "unchanged", "failed")}
+    # A document that failed may still hold fingerprints of older lookups: then the next
+    # plan resolves every document's names again rather than trust them. The listing memo
+    # holds rows as this run listed them: a document that vanished before its fetch was
+    # listed but not written, and may come back with the same row.
+    lookups = plan.get("lookups") if not counts["failed"] else None
+    memo = (plan.get("listing") or None) if lookups and not final.vanished else None
     checkpoint = Checkpoint(
         watermark=plan["watermark"],
         known_ids=json.loads(plan["known_ids"]),
-        # A document that failed may still hold fingerprints of older lookups: then the
-        # next plan resolves every document's names again rather than trust them.
-        lookups=plan.get("lookups") if not counts["failed"] else None,
+        lookups=lookups,
+        listing=memo,
     )
+
     counts["deleted"] = len(deletions)
     if store.field(run_id, "commits") is None:  # a redelivered finalizer committed already
         w.backend.commit(run, checkpoint, counts)

@@ -108,6 +108,10 @@ def source_lookups_key(source_id: str) -> str:
     return f"{PREFIX}source:{source_id}:lookups"
 
 
+def source_listing_key(source_id: str) -> str:
+    return f"{PREFIX}source:{source_id}:listing"
+
+
 ACTIVE_RUNS_KEY = f"{PREFIX}runs:active"
 
 # KEYS: run hash, active-runs set, source's active pointer.
@@ -349,6 +353,19 @@ class RunStore:
         """Said by a plan before any page writes with these lookups (no expiry: a lost key
         only costs the next plan resolving every document's names again)."""
         self.redis.set(source_lookups_key(source_id), digest)
+
+    def listing_memo(self, source_id: str) -> bytes | None:
+        """The memo of the light listing the source's latest plan read (`tasks.listing`)."""
+        value = self.redis.get(source_listing_key(source_id))
+        return bytes(value) if value is not None else None
+
+    def note_listing(self, source_id: str, blob: bytes | None) -> None:
+        """Said by a plan before its pages are stored; None forgets the last one. No expiry:
+        a lost memo only costs the next plan decoding the whole listing again."""
+        if blob is None:
+            self.redis.delete(source_listing_key(source_id))
+        else:
+            self.redis.set(source_listing_key(source_id), blob)
 
     def note_degraded(self, run_id: str, notes: list[str]) -> None:
         self.redis.hset(Keys(run_id).run, "degraded", json.dumps(sorted(set(notes))))

@@ -6,6 +6,7 @@ stays empty and `degraded` says what is missing and what to do. It never fails t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -46,9 +47,12 @@ class LookupSnapshot(BaseModel):
         tables: dict[str, dict[int, dict[str, Any]]] = {}
         degraded: list[str] = []
         unreadable: list[str] = []
+        # Side by side: seven lists, each a round trip or more to a server that may be far.
+        with ThreadPoolExecutor(len(_WHAT), thread_name_prefix="lookups") as pool:
+            answers = {name: pool.submit(client.list_lookup, name) for name in _WHAT}
         for name, (missing, permission) in _WHAT.items():
             try:
-                rows = client.list_lookup(name)
+                rows = answers[name].result()
             except AuthenticationError as exc:
                 if exc.status != 403:
                     raise  # 401: the token itself is wrong, nothing else will work either

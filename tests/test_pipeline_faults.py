@@ -97,6 +97,32 @@ def test_names_written_by_a_failed_run_are_put_right_after_the_rename_is_undone(
     assert sink_fingerprints(sync_env, "names") == server_fingerprints(paperless, "names")
 
 
+def test_a_change_only_a_failed_run_listed_is_fetched_by_the_next_run(
+    sync_env: SyncEnv, paperless: PaperlessDouble
+) -> None:
+    """A plan skips the listing pages whose bytes are those the last committed run read.
+    A failed run's listing is not that, even when the server shows its bytes again."""
+    worker = sync_env.start_worker()
+    sync_env.add_source("memo", paperless)
+    assert sync_env.wait(trigger_sync("memo", "full").run_id).state == "completed"
+    shared = sorted(paperless.corpus.documents)[50]
+    paperless.set_permissions([shared], owner=2, view_users=[3])  # `modified` stays
+
+    with failing_fetches(paperless, shared):
+        failed = sync_env.wait(trigger_sync("memo", "incremental").run_id)
+
+    assert failed.state == "failed"
+    run = sync_env.wait(trigger_sync("memo", "incremental").run_id)
+
+    assert run.state == "completed", run.error
+    assert run.written == 1
+    assert sink_fingerprints(sync_env, "memo") == server_fingerprints(paperless, "memo")
+    assert f"run {run.run_id} of memo planned: 200 listed (0 listing pages" in worker.log()
+    quiet = sync_env.wait(trigger_sync("memo", "incremental").run_id)
+    assert quiet.state == "completed" and quiet.written == 0
+    assert f"run {quiet.run_id} of memo planned: 200 listed (1 listing pages" in worker.log()
+
+
 def test_cancel_stops_a_run_within_seconds_and_commits_nothing(
     sync_env: SyncEnv, paperless: PaperlessDouble
 ) -> None:

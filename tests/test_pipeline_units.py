@@ -11,7 +11,7 @@ import time
 import pytest
 from celery import Celery
 
-from tasks import pipeline
+from tasks import listing, pipeline
 from tasks.locks import SourceLock, new_token
 from tasks.paperless.errors import AuthenticationError, BadResponseError, TransientError
 from tasks.sinks.base import StoredState
@@ -70,9 +70,9 @@ def test_documents_showing_a_changed_title_are_fetched_too() -> None:
 
 def test_id_ranges_round_trip() -> None:
     ids = {1, 2, 3, 7, 9, 10}
-    assert pipeline.to_ranges(ids) == [[1, 3], [7, 7], [9, 10]]
-    assert pipeline.expand_ranges(pipeline.to_ranges(ids)) == ids
-    assert pipeline.to_ranges([]) == []
+    assert listing.to_ranges(ids) == [[1, 3], [7, 7], [9, 10]]
+    assert listing.expand_ranges(listing.to_ranges(ids)) == ids
+    assert listing.to_ranges([]) == []
 
 
 def test_retries_double_and_honour_retry_after_within_bounds() -> None:
@@ -329,7 +329,7 @@ def test_a_document_whose_listing_values_did_not_change_keeps_its_fingerprint_un
 
     client = PaperlessClient(paperless.url, paperless.token("admin"))
     snapshot = LookupSnapshot.load(client)
-    first = pipeline.list_documents(client, snapshot)
+    first, _ = listing.list_documents(client, snapshot)
     stored = {
         doc_id: StoredState(light_fingerprint=light, fingerprint="f")
         for doc_id, light, _ in first.entries()
@@ -337,14 +337,14 @@ def test_a_document_whose_listing_values_did_not_change_keeps_its_fingerprint_un
     edited = sorted(stored)[3]
     paperless.set_permissions([edited], owner=2, view_users=[3])  # no bump, a new share
     resolved: list[int] = []
-    real = pipeline.light_fingerprint
+    real = listing.light_fingerprint
     monkeypatch.setattr(
-        pipeline,
+        listing,
         "light_fingerprint",
         lambda doc, snap: resolved.append(doc["id"]) or real(doc, snap),
     )
 
-    again = pipeline.list_documents(client, snapshot, stored)
+    again, _ = listing.list_documents(client, snapshot, stored)
 
     assert resolved == [edited]  # only the document whose listing values changed
     changed = {
@@ -352,6 +352,6 @@ def test_a_document_whose_listing_values_did_not_change_keeps_its_fingerprint_un
     }
     assert changed == {edited}
     resolved.clear()
-    full = pipeline.list_documents(client, snapshot, needs_fingerprints=False)
+    full, _ = listing.list_documents(client, snapshot, needs_fingerprints=False)
     assert resolved == [] and list(full.ids) == sorted(stored)  # a full run needs none
     client.close()

@@ -10,7 +10,6 @@ fingerprint, taken here from the same listing, and the checkpoint its finalizer 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from config.settings import get_settings
 from config.sources import SourceRegistry
-from tasks import pipeline
+from tasks import listing, pipeline
 from tasks.paperless.client import LIGHT_PAGE_SIZE, PaperlessClient
 from tasks.paperless.models import utc_rfc3339
 from tasks.render import light_fingerprint, linked_ids
@@ -58,7 +57,7 @@ def held_by_the_sink(
     registry = SourceRegistry.from_settings(get_settings())
     checkpoint = {
         "watermark": utc_rfc3339(server_time),
-        "known_ids": pipeline.to_ranges(states),
+        "known_ids": listing.to_ranges(states),
         "version": 1,
     }
     registry.save_checkpoint("big", checkpoint)
@@ -70,12 +69,10 @@ def held_by_the_sink(
     return {int(doc["id"]): doc for doc in light}
 
 
-def plan(sync_env: SyncEnv) -> tuple[str, list[int] | None, float]:
+def plan(sync_env: SyncEnv) -> tuple[str, list[int] | None]:
     run_id = trigger_sync("big", "incremental").run_id
     sync_env.store.redis.delete("control")  # planned here, no worker picks the message up
-    started = time.perf_counter()
-    pages = pipeline.start_run(run_id, attempt=1)
-    return run_id, pages, time.perf_counter() - started
+    return run_id, pipeline.start_run(run_id, attempt=1)
 
 
 def planned_ids(sync_env: SyncEnv, run_id: str, pages: list[int]) -> set[int]:
@@ -90,7 +87,7 @@ def test_a_no_change_incremental_plans_nothing_in_few_requests(
 ) -> None:
     held_by_the_sink(sync_env, big, monkeypatch)
     big.reset_log()
-    run_id, pages, seconds = plan(sync_env)
+    run_id, pages = plan(sync_env)
     assert pages == []
     log = big.requests()
     listing = [r for r in log if "fields" in r.query and "id__in" not in r.query]
@@ -101,7 +98,6 @@ def test_a_no_change_incremental_plans_nothing_in_few_requests(
     assert len(others) < 10, [r.path for r in others]
     plan_record = sync_env.store.plan(run_id) or {}
     assert int(plan_record["listed"]) == DOCUMENTS and int(plan_record["targets"]) == 0
-    assert seconds < 30, f"planning took {seconds:.1f} s"  # a few seconds on an idle machine
 
 
 def test_renames_and_shares_at_100k_plan_exactly_the_documents_they_touch(
@@ -117,7 +113,7 @@ def test_renames_and_shares_at_100k_plan_exactly_the_documents_they_touch(
     big.rename_tag(rare, "Umbenannt bei 100k")
     big.set_permissions([shared], view_users=[3])
     try:
-        run_id, pages, _ = plan(sync_env)
+        run_id, pages = plan(sync_env)
     finally:
         big.rename_tag(rare, "restored")  # the module's double serves the next test too
         big.set_permissions([shared], view_users=[])

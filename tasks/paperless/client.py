@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ import requests
 
 from tasks import collector
 from tasks.paperless.errors import BadResponseError, VersionError
+from tasks.paperless.light_page import LightPage
 from tasks.paperless.models import LIGHT_FIELDS, utc_rfc3339
 from tasks.paperless.transport import (
     ReadOnlyViolation,
@@ -36,6 +37,7 @@ from tasks.paperless.transport import (
 __all__ = [
     "LIGHT_FIELDS",
     "LOOKUPS",
+    "LightPage",
     "PaperlessClient",
     "ReadOnlyViolation",
     "RequestLimiter",
@@ -60,7 +62,7 @@ MAX_PAGE_SIZE = 100_000
 # LIGHT_PARALLEL + 1 of them at once. Smaller pages keep it near its 10,000-document peak
 # at 100,000 (40 requests, then: about as fast, the decoding and hashing dominate).
 LIGHT_PAGE_SIZE = 2_500
-LIGHT_PARALLEL = 2
+LIGHT_PARALLEL = 4
 MAX_GAP_CHECK = 500  # ids between pages worth asking about (in one URL); more: read again
 
 
@@ -156,14 +158,21 @@ class PaperlessClient:
         page by page with `read_light` instead, so that it never holds every row.
         """
         rows: list[dict[str, Any]] = []
-        server_time = self.read_light(rows.extend, discard=rows.clear)
+
+        def take(page: LightPage) -> list[int]:
+            ids = page.ids()  # a row without an id fails the page before it is kept
+            rows.extend(page.rows())
+            return ids
+
+        server_time = self.read_light(take, discard=rows.clear)
         return rows, server_time
 
     def read_light(
-        self, take: Callable[[list[dict[str, Any]]], None], *, discard: Callable[[], None]
+        self, take: Callable[[LightPage], Sequence[int]], *, discard: Callable[[], None]
     ) -> datetime:
-        """Hand every document's cheap fields and permissions to `take`, page by page, in id
-        order; return the server time of the start.
+        """Hand every page of the documents' cheap fields and permissions to `take`, in id
+        order; return the server time of the start. `take` answers with the page's ids:
+        `page.ids()`, or what it remembers of the same rows (`LightPage.rows_digest`).
 
         The first page tells how many there are; the other pages are fetched side by side
         (each request still takes a limiter slot), and each is handed over as soon as it
@@ -182,11 +191,9 @@ class PaperlessClient:
         }
         first, response = self._light_page(path, params, 1)
         server_time = self._server_time(response)
-        count, size = first.get("count"), len(first["results"])
         seen = _SeenPages()
-        seen.add(first, self._shape_error(path, "a page of documents with ids"))
-        take(first["results"])
-        more = bool(first.get("next"))
+        seen.add(first.count, take(first))
+        count, size, more = first.count, seen.sizes[0], bool(first.next)
         del first, response
         if not more or not isinstance(count, int) or size == 0:
             return server_time
@@ -194,7 +201,7 @@ class PaperlessClient:
         workers = max(1, min(-(-count // size) - 1, LIGHT_PARALLEL, self._capacity()))
         with ThreadPoolExecutor(workers, thread_name_prefix="light-listing") as pool:
 
-            def fetch(number: int) -> Future[tuple[dict[str, Any], requests.Response]]:
+            def fetch(number: int) -> Future[tuple[LightPage, requests.Response]]:
                 return pool.submit(self._light_page, path, params, number)
 
             window = deque(fetch(n) for n in islice(numbers, workers))
@@ -203,16 +210,16 @@ class PaperlessClient:
                 following = next(numbers, None)
                 if following is not None:
                     window.append(fetch(following))
-                seen.add(page, self._shape_error(path, "a page of documents with ids"))
-                take(page["results"])
+                seen.add(page.count, take(page))
                 del page
         if not self._unshifted(seen, count):
             log.info(
                 "the document list of %s changed while it was read; reading it again", self.host
             )
             discard()
-            for page, _ in self._pages(path, params):
-                take(page["results"])
+            malformed = self._shape_error(path, "a page of documents with ids")
+            for data, _ in self._pages(path, params):
+                take(LightPage.decoded(data, malformed))
         return server_time
 
     def _unshifted(self, seen: _SeenPages, count: int) -> bool:
@@ -239,9 +246,15 @@ class PaperlessClient:
 
     def _light_page(
         self, path: str, params: dict[str, Any], number: int
-    ) -> tuple[dict[str, Any], requests.Response]:
+    ) -> tuple[LightPage, requests.Response]:
         response = self._get(path, {**params, "page": number, "page_size": LIGHT_PAGE_SIZE})
-        return self._page(self._json(response, path), path), response
+        page = LightPage(
+            f"{LIGHT_PAGE_SIZE}:{number}",
+            response.content,
+            lambda: self._page(self._json(response, path), path),
+            self._shape_error(path, "a page of documents with ids"),
+        )
+        return page, response
 
     def _capacity(self) -> int:
         """The limiter's cap on requests in flight, when it has one (ServerLimiter does)."""
@@ -400,13 +413,10 @@ class _SeenPages:
         self.sizes: list[int] = []
         self.ids = array("q")  # 8 bytes an id, rather than the rows
 
-    def add(self, page: dict[str, Any], malformed: BadResponseError) -> None:
-        try:
-            self.ids.extend(int(row["id"]) for row in page["results"])
-        except (KeyError, TypeError, ValueError, OverflowError):
-            raise malformed from None
-        self.counts.append(page.get("count"))
-        self.sizes.append(len(page["results"]))
+    def add(self, count: Any, ids: Sequence[int]) -> None:
+        self.ids.extend(ids)
+        self.counts.append(count)
+        self.sizes.append(len(ids))
 
 
 def _filename(response: requests.Response, fallback: str) -> str:

@@ -34,7 +34,8 @@ class Checkpoint(BaseModel):
     `watermark` is an RFC 3339 time on Paperless-ngx's clock (its `Date` header at the start
     of the run, less an overlap). `known_ids` are the ids of every document the source held
     at that run, as sorted inclusive ranges `[[first, last], ...]` (compact for dense ids).
-    `lookups` is the digest of the run's lookup snapshot when no document failed.
+    `lookups` is the digest of the run's lookup snapshot when no document failed, and
+    `listing` that of the memo of its light listing (`tasks.listing.ListingMemo`).
     """
 
     watermark: str | None = None
@@ -42,6 +43,9 @@ class Checkpoint(BaseModel):
     # A digest of the run's lookups (names, users, groups, custom fields), when every
     # document was written with them: the next plan may then skip resolving names.
     lookups: str | None = None
+    # The digest of the memo of the run's light listing, under the same condition: the next
+    # plan may then skip decoding the pages whose bytes are the same.
+    listing: str | None = None
     version: int = 1
 
 

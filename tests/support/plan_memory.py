@@ -28,7 +28,7 @@ def peak_rss_kib() -> int:
 
 
 def measure(url: str, token: str) -> dict[str, Any]:
-    from tasks import collector, pipeline
+    from tasks import collector, listing
     from tasks.paperless.client import PaperlessClient
     from tasks.snapshot import LookupSnapshot
 
@@ -37,9 +37,9 @@ def measure(url: str, token: str) -> dict[str, Any]:
         snapshot = LookupSnapshot.load(client)
         started = time.perf_counter()
         with collector.paused():  # as start_run plans
-            listing = pipeline.list_documents(client, snapshot)
+            listed, _ = listing.list_documents(client, snapshot)
         seconds = time.perf_counter() - started
-    return {"listed": len(listing), "seconds": round(seconds, 2), "peak_kib": peak_rss_kib()}
+    return {"listed": len(listed), "seconds": round(seconds, 2), "peak_kib": peak_rss_kib()}
 
 
 class HostedDouble:

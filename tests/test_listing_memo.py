@@ -1,0 +1,140 @@
+"""The listing memo: a page whose rows are the bytes of the last committed listing is not
+decoded again, and anything that changed those bytes, or the sink's copy, is read as before.
+
+Plain functions against the Paperless-ngx double (200 documents, listing pages of 40).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tasks import listing, pipeline
+from tasks.listing import ListingMemo
+from tasks.paperless import client as client_module
+from tasks.paperless.client import LightPage, PaperlessClient
+from tasks.sinks.base import StoredState
+from tasks.snapshot import LookupSnapshot
+from tests.paperless_double import PaperlessDouble
+
+PAGE = 40
+WATERMARK = "2999-01-01T00:00:00Z"  # after every modified time: only fingerprints decide
+
+
+@pytest.fixture
+def client(paperless: PaperlessDouble, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setattr(client_module, "LIGHT_PAGE_SIZE", PAGE)
+    with PaperlessClient(paperless.url, paperless.token("admin")) as connected:
+        yield connected
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The keys of the listing pages whose rows were decoded."""
+    keys: list[str | None] = []
+    rows = LightPage.rows
+
+    def counted(page: LightPage) -> list[dict[str, Any]]:
+        if page._data is None:
+            keys.append(page.key)
+        return rows(page)
+
+    monkeypatch.setattr(LightPage, "rows", counted)
+    return keys
+
+
+def committed(client: PaperlessClient) -> tuple[LookupSnapshot, dict[int, StoredState], Any]:
+    """What a committed run leaves: the sink's light fingerprints and the listing's memo."""
+    snapshot = LookupSnapshot.load(client)
+    first, memo = listing.list_documents(client, snapshot)
+    stored = {
+        doc_id: StoredState(light_fingerprint=light, fingerprint="f")
+        for doc_id, light, _ in first.entries()
+    }
+    assert memo.whole
+    return snapshot, stored, ListingMemo.loads(memo.dumps())
+
+
+def targets(listed: listing.Listing, stored: dict[int, StoredState]) -> list[int]:
+    chosen = pipeline.choose_targets("incremental", listed.entries(), stored, WATERMARK)
+    return pipeline.with_linking_documents(chosen, listed.links, set())
+
+
+def test_with_nothing_changed_no_page_is_decoded_and_nothing_is_chosen(
+    client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
+) -> None:
+    snapshot, stored, memo = committed(client)
+    first, _ = listing.list_documents(client, snapshot, stored)
+    decoded.clear()
+
+    again, kept = listing.list_documents(client, snapshot, stored, recalled=memo)
+
+    assert decoded == []
+    assert list(again.ids) == sorted(paperless.corpus.documents)
+    assert again.links == first.links and again.links  # documentlink targets, from the memo
+    assert targets(again, stored) == []
+    assert kept.recalled_pages == 5 and kept.dumps() == memo.dumps()
+
+
+def test_only_the_page_whose_bytes_changed_is_decoded_and_its_change_is_chosen(
+    client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
+) -> None:
+    snapshot, stored, memo = committed(client)
+    edited = sorted(stored)[PAGE * 2 + 5]  # on the third page
+    paperless.set_permissions([edited], owner=2, view_users=[3])  # `modified` stays
+    decoded.clear()
+
+    again, kept = listing.list_documents(client, snapshot, stored, recalled=memo)
+
+    assert decoded == [f"{PAGE}:3"]
+    assert targets(again, stored) == [edited]
+    assert kept.recalled_pages == 4 and kept.dumps() != memo.dumps()
+
+
+def test_a_recalled_page_is_read_when_the_sink_lacks_one_of_its_documents(
+    client: PaperlessClient, decoded: list[str | None]
+) -> None:
+    snapshot, stored, memo = committed(client)
+    lost = sorted(stored)[PAGE + 1]  # on the second page
+    del stored[lost]
+    decoded.clear()
+
+    again, _ = listing.list_documents(client, snapshot, stored, recalled=memo)
+
+    assert decoded == [f"{PAGE}:2"]
+    assert targets(again, stored) == [lost]
+
+
+def test_a_document_added_at_the_end_leaves_the_pages_before_it_recalled(
+    client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
+) -> None:
+    snapshot, stored, memo = committed(client)
+    added = paperless.add_document("Neu eingegangen").id
+    decoded.clear()
+
+    again, _ = listing.list_documents(client, snapshot, stored, recalled=memo)
+
+    # The count in each page's head changed, its rows did not; the new one is on page 6.
+    assert decoded == [f"{PAGE}:6"]
+    assert targets(again, stored) == [added]
+
+
+def test_a_full_run_recalls_pages_without_any_stored_state(
+    client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
+) -> None:
+    snapshot, _, memo = committed(client)
+    decoded.clear()
+
+    again, _ = listing.list_documents(client, snapshot, needs_fingerprints=False, recalled=memo)
+
+    assert decoded == [] and list(again.ids) == sorted(paperless.corpus.documents)
+
+
+def test_a_memo_that_is_not_one_is_no_memo() -> None:
+    assert ListingMemo.loads(b"not json") is None
+    assert ListingMemo.loads(b'{"version": 0, "pages": {}}') is None
+    assert ListingMemo.loads(b'{"version": 1, "pages": {"40:1": ["x"]}}') is None
+    memo = ListingMemo()
+    assert ListingMemo.loads(memo.dumps()) is not None
