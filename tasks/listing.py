@@ -25,7 +25,6 @@ from tasks.sinks.base import StoredState
 from tasks.snapshot import LookupSnapshot
 
 DIGEST_BYTES = 48  # of a light fingerprint (see `tasks.render.light_fingerprint`)
-NO_FINGERPRINT = "0" * (DIGEST_BYTES * 2)
 # The modified time of a document whose page is as the last committed run listed it:
 # before any watermark, so only a changed fingerprint or a changed link target fetches it.
 SETTLED = -math.inf
@@ -33,28 +32,31 @@ MEMO_VERSION = 1
 
 
 class Listing:
-    """What a plan keeps of the light listing: about 50 bytes per document id.
+    """What a plan keeps of the light listing: about 64 bytes per document id.
 
-    Ids, light fingerprints (as 48 raw bytes) and modified times (seconds, NaN when unknown)
-    sit side by side in flat arrays rather than in 100,000 tuples of strings; documentlink
-    links only for the documents that have some.
+    Ids, light fingerprints (as 48 raw bytes; none for a full run, which needs none) and
+    modified times (seconds, NaN when unknown) sit side by side in flat arrays rather than
+    in 100,000 tuples of strings; documentlink targets only for the documents that have some.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fingerprints: bool = True) -> None:
         self.ids = array("q")
-        self.fingerprints = bytearray()
+        self.fingerprints: bytearray | None = bytearray() if fingerprints else None
         self.modified = array("d")
-        self.links: dict[int, set[int]] = {}  # documentlink fields: who shows whose title
+        self.links: dict[int, tuple[int, ...]] = {}  # documentlink fields: who shows whose title
         self.server_time = datetime.min
 
-    def add(self, doc_id: int, fingerprint: str, modified: float | None) -> None:
+    def add(self, doc_id: int, fingerprint: str | None, modified: float | None) -> None:
         self.ids.append(doc_id)
-        self.fingerprints += bytes.fromhex(fingerprint)
+        if self.fingerprints is not None and fingerprint is not None:
+            self.fingerprints += bytes.fromhex(fingerprint)
         self.modified.append(math.nan if modified is None else modified)
 
     def clear(self) -> None:
         """The list shifted while it was read: it comes again whole."""
-        del self.ids[:], self.fingerprints[:], self.modified[:]
+        del self.ids[:], self.modified[:]
+        if self.fingerprints is not None:
+            del self.fingerprints[:]
         self.links.clear()
 
     def __len__(self) -> int:
@@ -62,6 +64,8 @@ class Listing:
 
     def entries(self) -> Iterator[tuple[int, str, float | None]]:
         """(id, light fingerprint, modified) of every listed document."""
+        if self.fingerprints is None:
+            raise ValueError("a listing read without fingerprints has no entries to compare")
         for n, doc_id in enumerate(self.ids):
             modified = self.modified[n]
             fingerprint = self.fingerprints[n * DIGEST_BYTES : (n + 1) * DIGEST_BYTES].hex()
@@ -71,23 +75,25 @@ class Listing:
 class ListingMemo:
     """Per page of the listing (by `LightPage.key`): its rows' digest, ids and links.
 
-    About 10 bytes per document (ids as ranges; links only where there are some), kept
-    in Redis between runs; `digest()` is what the checkpoint commits.
+    Kept in Redis between runs (ids as ranges, links only where there are some: about
+    4 bytes per document at 100,000); `digest()` of the blob is what the checkpoint commits.
+    While a listing is read it holds digests and id ranges only: the links are the
+    listing's, joined in by `dumps`.
     """
 
     def __init__(self) -> None:
+        # key -> (rows digest, id ranges, {doc id: linked ids}; empty until loaded)
         self.pages: dict[str, tuple[str, list[list[int]], dict[str, list[int]]]] = {}
         self.whole = True  # False once a page could not be remembered (a re-read)
         self.recalled_pages = 0  # of this listing, taken from the last committed memo
 
-    def remember(self, page: LightPage, ids: Sequence[int], links: dict[int, set[int]]) -> None:
+    def remember(self, page: LightPage, ids: Sequence[int]) -> None:
         if page.key is None or page.rows_digest is None:
             self.whole = False
             return
-        linked = {str(doc_id): sorted(links[doc_id]) for doc_id in ids if doc_id in links}
-        self.pages[page.key] = (page.rows_digest, to_ranges(ids), linked)
+        self.pages[page.key] = (page.rows_digest, to_ranges(ids), {})
 
-    def recall(self, page: LightPage) -> tuple[list[int], dict[int, set[int]]] | None:
+    def recall(self, page: LightPage) -> tuple[list[int], dict[int, tuple[int, ...]]] | None:
         """The ids and links of the page, when its rows are the bytes remembered."""
         if page.key is None or page.rows_digest is None:
             return None
@@ -95,10 +101,20 @@ class ListingMemo:
         if kept is None or kept[0] != page.rows_digest:
             return None
         ids = [doc_id for first, last in kept[1] for doc_id in range(first, last + 1)]
-        return ids, {int(doc_id): set(linked) for doc_id, linked in kept[2].items()}
+        return ids, {int(doc_id): tuple(linked) for doc_id, linked in kept[2].items()}
 
-    def dumps(self) -> bytes:
-        return orjson.dumps({"version": MEMO_VERSION, "pages": self.pages})
+    def dumps(self, links: dict[int, tuple[int, ...]]) -> bytes:
+        """The memo with the links of its pages' documents, as Redis keeps it."""
+        pages = {}
+        for key, (rows_digest, ranges, _) in self.pages.items():
+            linked = {
+                str(doc_id): list(links[doc_id])
+                for first, last in ranges
+                for doc_id in range(first, last + 1)
+                if doc_id in links
+            }
+            pages[key] = (rows_digest, ranges, linked)
+        return orjson.dumps({"version": MEMO_VERSION, "pages": pages})
 
     @classmethod
     def loads(cls, blob: bytes) -> ListingMemo | None:
@@ -137,12 +153,12 @@ def list_documents(
     their stored fingerprints (`unchanged` must then hold every one of them). Without
     `needs_fingerprints` (a full run fetches every document anyway) none is worked out.
     """
-    listing, memo = Listing(), ListingMemo()
+    listing, memo = Listing(fingerprints=needs_fingerprints), ListingMemo()
     held = unchanged or {}
 
-    def fingerprint(doc_id: int, doc: dict[str, Any]) -> str:
+    def fingerprint(doc_id: int, doc: dict[str, Any]) -> str | None:
         if not needs_fingerprints:
-            return NO_FINGERPRINT
+            return None
         state = held.get(doc_id)
         if state is not None and state.light_fingerprint[:RAW_DIGEST_CHARS] == raw_light_digest(
             doc
@@ -150,7 +166,7 @@ def list_documents(
             return state.light_fingerprint
         return light_fingerprint(doc, snapshot)
 
-    def settle(ids: list[int], links: dict[int, set[int]]) -> bool:
+    def settle(ids: list[int], links: dict[int, tuple[int, ...]]) -> bool:
         """Take a recalled page's documents as the sink holds them; False if it cannot."""
         if needs_fingerprints:
             states = [held.get(doc_id) for doc_id in ids]
@@ -161,25 +177,23 @@ def list_documents(
                 listing.add(doc_id, state.light_fingerprint, SETTLED)
         else:
             for doc_id in ids:
-                listing.add(doc_id, NO_FINGERPRINT, SETTLED)
+                listing.add(doc_id, None, SETTLED)
         listing.links.update(links)
         return True
 
     def take(page: LightPage) -> list[int]:
         known = recalled.recall(page) if recalled is not None else None
         if known is not None and settle(*known):
-            memo.remember(page, *known)
+            memo.remember(page, known[0])
             memo.recalled_pages += 1
             return known[0]
         ids = page.ids()
-        links: dict[int, set[int]] = {}
         for doc_id, doc in zip(ids, page.rows(), strict=True):
             listing.add(doc_id, fingerprint(doc_id, doc), moment(doc.get("modified")))
             linked = _links(doc, snapshot)
             if linked:
-                links[doc_id] = linked
-        listing.links.update(links)
-        memo.remember(page, ids, links)
+                listing.links[doc_id] = linked
+        memo.remember(page, ids)
         return ids
 
     def discard() -> None:
@@ -190,11 +204,11 @@ def list_documents(
     return listing, memo
 
 
-def _links(doc: dict[str, Any], snapshot: LookupSnapshot) -> set[int]:
+def _links(doc: dict[str, Any], snapshot: LookupSnapshot) -> tuple[int, ...]:
     try:
-        return linked_ids(doc, snapshot)
+        return tuple(sorted(linked_ids(doc, snapshot)))
     except Exception:  # malformed fields are the page's to report
-        return set()
+        return ()
 
 
 def moment(value: Any) -> float | None:

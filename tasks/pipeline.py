@@ -267,7 +267,7 @@ def plan_run(w: Wiring, store: RunStore, record: RunRecord, lock: SourceLock) ->
     del recalled
     # Before the pages are stored: from here on, the memo the checkpoint names is gone,
     # and only this run's commit names the new one.
-    blob = memo.dumps() if memo.whole else None
+    blob = memo.dumps(listing.links) if memo.whole else None
     store.note_listing(run.source_id, blob)
     hold(store, lock, run.run_id)
     known = expand_ranges(checkpoint.known_ids) | set(stored)
@@ -346,14 +346,14 @@ def choose_targets(
 
 
 def with_linking_documents(
-    targets: list[int], links: dict[int, set[int]], gone: set[int]
+    targets: list[int], links: dict[int, tuple[int, ...]], gone: set[int]
 ) -> list[int]:
     """Add the documents whose documentlink fields name a target or a deleted document.
 
     They show the linked documents' titles, which may change without touching them.
     """
     changed = set(targets) | gone
-    linking = {doc_id for doc_id, linked in links.items() if linked & changed}
+    linking = {doc_id for doc_id, linked in links.items() if not changed.isdisjoint(linked)}
     return sorted(set(targets) | linking)
 
 

@@ -45,16 +45,22 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     return keys
 
 
-def committed(client: PaperlessClient) -> tuple[LookupSnapshot, dict[int, StoredState], Any]:
+class Committed:
     """What a committed run leaves: the sink's light fingerprints and the listing's memo."""
-    snapshot = LookupSnapshot.load(client)
-    first, memo = listing.list_documents(client, snapshot)
-    stored = {
-        doc_id: StoredState(light_fingerprint=light, fingerprint="f")
-        for doc_id, light, _ in first.entries()
-    }
-    assert memo.whole
-    return snapshot, stored, ListingMemo.loads(memo.dumps())
+
+    def __init__(self, client: PaperlessClient) -> None:
+        self.snapshot = LookupSnapshot.load(client)
+        first, memo = listing.list_documents(client, self.snapshot)
+        self.links = first.links
+        self.stored = {
+            doc_id: StoredState(light_fingerprint=light, fingerprint="f")
+            for doc_id, light, _ in first.entries()
+        }
+        assert memo.whole
+        self.blob = memo.dumps(first.links)
+        recalled = ListingMemo.loads(self.blob)
+        assert recalled is not None
+        self.memo = recalled
 
 
 def targets(listed: listing.Listing, stored: dict[int, StoredState]) -> list[int]:
@@ -65,69 +71,70 @@ def targets(listed: listing.Listing, stored: dict[int, StoredState]) -> list[int
 def test_with_nothing_changed_no_page_is_decoded_and_nothing_is_chosen(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
-    snapshot, stored, memo = committed(client)
-    first, _ = listing.list_documents(client, snapshot, stored)
+    last = Committed(client)
     decoded.clear()
 
-    again, kept = listing.list_documents(client, snapshot, stored, recalled=memo)
+    again, kept = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
 
     assert decoded == []
     assert list(again.ids) == sorted(paperless.corpus.documents)
-    assert again.links == first.links and again.links  # documentlink targets, from the memo
-    assert targets(again, stored) == []
-    assert kept.recalled_pages == 5 and kept.dumps() == memo.dumps()
+    assert again.links == last.links and again.links  # documentlink targets, from the memo
+    assert targets(again, last.stored) == []
+    assert kept.recalled_pages == 5 and kept.dumps(again.links) == last.blob
 
 
 def test_only_the_page_whose_bytes_changed_is_decoded_and_its_change_is_chosen(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
-    snapshot, stored, memo = committed(client)
-    edited = sorted(stored)[PAGE * 2 + 5]  # on the third page
+    last = Committed(client)
+    edited = sorted(last.stored)[PAGE * 2 + 5]  # on the third page
     paperless.set_permissions([edited], owner=2, view_users=[3])  # `modified` stays
     decoded.clear()
 
-    again, kept = listing.list_documents(client, snapshot, stored, recalled=memo)
+    again, kept = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
 
     assert decoded == [f"{PAGE}:3"]
-    assert targets(again, stored) == [edited]
-    assert kept.recalled_pages == 4 and kept.dumps() != memo.dumps()
+    assert targets(again, last.stored) == [edited]
+    assert kept.recalled_pages == 4 and kept.dumps(again.links) != last.blob
 
 
 def test_a_recalled_page_is_read_when_the_sink_lacks_one_of_its_documents(
     client: PaperlessClient, decoded: list[str | None]
 ) -> None:
-    snapshot, stored, memo = committed(client)
-    lost = sorted(stored)[PAGE + 1]  # on the second page
-    del stored[lost]
+    last = Committed(client)
+    lost = sorted(last.stored)[PAGE + 1]  # on the second page
+    del last.stored[lost]
     decoded.clear()
 
-    again, _ = listing.list_documents(client, snapshot, stored, recalled=memo)
+    again, _ = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
 
     assert decoded == [f"{PAGE}:2"]
-    assert targets(again, stored) == [lost]
+    assert targets(again, last.stored) == [lost]
 
 
 def test_a_document_added_at_the_end_leaves_the_pages_before_it_recalled(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
-    snapshot, stored, memo = committed(client)
+    last = Committed(client)
     added = paperless.add_document("Neu eingegangen").id
     decoded.clear()
 
-    again, _ = listing.list_documents(client, snapshot, stored, recalled=memo)
+    again, _ = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
 
     # The count in each page's head changed, its rows did not; the new one is on page 6.
     assert decoded == [f"{PAGE}:6"]
-    assert targets(again, stored) == [added]
+    assert targets(again, last.stored) == [added]
 
 
 def test_a_full_run_recalls_pages_without_any_stored_state(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
-    snapshot, _, memo = committed(client)
+    last = Committed(client)
     decoded.clear()
 
-    again, _ = listing.list_documents(client, snapshot, needs_fingerprints=False, recalled=memo)
+    again, _ = listing.list_documents(
+        client, last.snapshot, needs_fingerprints=False, recalled=last.memo
+    )
 
     assert decoded == [] and list(again.ids) == sorted(paperless.corpus.documents)
 
@@ -136,5 +143,4 @@ def test_a_memo_that_is_not_one_is_no_memo() -> None:
     assert ListingMemo.loads(b"not json") is None
     assert ListingMemo.loads(b'{"version": 0, "pages": {}}') is None
     assert ListingMemo.loads(b'{"version": 1, "pages": {"40:1": ["x"]}}') is None
-    memo = ListingMemo()
-    assert ListingMemo.loads(memo.dumps()) is not None
+    assert ListingMemo.loads(ListingMemo().dumps({})) is not None

@@ -64,7 +64,7 @@ def test_a_full_run_or_a_first_run_fetches_everything() -> None:
 
 
 def test_documents_showing_a_changed_title_are_fetched_too() -> None:
-    links = {10: {2}, 11: {7}, 12: {99}}
+    links = {10: (2,), 11: (7,), 12: (99,)}
     assert pipeline.with_linking_documents([2, 3], links, gone={7}) == [2, 3, 10, 11]
 
 

@@ -139,15 +139,21 @@ class LocalIndex:
         self, source_id: str, doc_ids: list[int] | None = None
     ) -> dict[int, StoredState]:
         sql = "SELECT doc_id, light_fingerprint, fingerprint FROM documents WHERE source_id = ?"
+        states: dict[int, StoredState] = {}
+
+        def take(cursor: sqlite3.Cursor) -> None:
+            # Row by row from the cursor: a plan reads 100,000, never all rows at once.
+            for row in cursor:
+                states[row[0]] = StoredState(light_fingerprint=row[1], fingerprint=row[2])
+
         with self._read() as db:
             if doc_ids is None:
-                rows = db.execute(sql, (source_id,)).fetchall()
+                take(db.execute(sql, (source_id,)))
             else:
-                rows = []
                 for chunk in _chunks(sorted(set(doc_ids))):
                     marks = ",".join("?" * len(chunk))
-                    rows += db.execute(f"{sql} AND doc_id IN ({marks})", (source_id, *chunk))
-        return {row[0]: StoredState(light_fingerprint=row[1], fingerprint=row[2]) for row in rows}
+                    take(db.execute(f"{sql} AND doc_id IN ({marks})", (source_id, *chunk)))
+        return states
 
     def write(
         self, run: RunInfo, docs: list[IndexedDocument], files: FileSource | None = None
