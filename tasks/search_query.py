@@ -81,7 +81,9 @@ CJK_CLASS = (
     r"\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]"
 )
 _CJK = re.compile(CJK_CLASS)
+_CJK_RUN = re.compile(CJK_CLASS + "+")
 ZWSP = "\u200b"  # a separator to unicode61, invisible in text, never typed in a query
+_TWO_ZWSP = ZWSP * 2
 CJK_GAP = "\ue000"  # a token to unicode61 (private use), between stretches of CJK words
 # A word with a CJK character in it: its leading part cannot hold CJK, so a failed try
 # gives back no more than the word.
@@ -115,7 +117,8 @@ def spread_cjk(text: str) -> str:
     so "東京" would not find "東京都". With one token per character a phrase query of the
     characters finds any substring, of any length, exactly.
     """
-    return _CJK.sub(lambda m: f"{ZWSP}{m.group(0)}{ZWSP}", text)
+    # A run of CJK characters at a time: one call back per run, not per character.
+    return _CJK_RUN.sub(lambda run: ZWSP + _TWO_ZWSP.join(run.group()) + ZWSP, text)
 
 
 def cjk_stretches(text: str) -> str:
@@ -128,19 +131,21 @@ def cjk_stretches(text: str) -> str:
     Linear in the text: each CJK character is found by the regex engine, and the word it
     sits in by matching backwards on the reversed text from there.
     """
+    found = _CJK.search(text)
+    if found is None:
+        return ""
+    backwards = text[::-1]
     stretches: list[str] = []
-    backwards = ""
-    at = 0
-    while (found := _CJK.search(text, at)) is not None:
+    while found is not None:
         cjk_at = found.start()
-        backwards = backwards or text[::-1]
         word_head = _NON_SPACE.match(backwards, len(text) - cjk_at)
         assert word_head is not None  # `\S*` matches anywhere, as does `_STRETCH`
         stretch = _STRETCH.match(text, cjk_at - len(word_head.group()))
         assert stretch is not None
-        stretches.append(spread_cjk(stretch.group(0)))
-        at = max(stretch.end(), cjk_at + 1)
-    return f" {CJK_GAP} ".join(stretches)
+        stretches.append(stretch.group())
+        found = _CJK.search(text, max(stretch.end(), cjk_at + 1))
+    # Spread once, joined: CJK_GAP and the spaces around it are no CJK characters.
+    return spread_cjk(f" {CJK_GAP} ".join(stretches))
 
 
 def unspread_cjk(text: str) -> str:

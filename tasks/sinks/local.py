@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from tasks.document import IndexedDocument, Principals, document_key
@@ -376,10 +377,17 @@ class LocalIndex:
 # -- Writing ---------------------------------------------------------------------------
 
 
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # a lone surrogate (the stdlib writes it escaped)
+        return json.dumps(value, ensure_ascii=False)
+
+
 def _document_row(doc: IndexedDocument) -> dict[str, Any]:
     row: dict[str, Any] = doc.model_dump(mode="json")
     for name in JSON_FIELDS:
-        row[name] = json.dumps(row[name], ensure_ascii=False)
+        row[name] = _json_text(row[name])
     row["has_text"] = int(doc.has_text)
     extras = [doc.correspondent, doc.document_type, doc.storage_path, doc.original_file_name]
     row["keywords"] = "\n".join([*doc.tags, *(value for value in extras if value)])
