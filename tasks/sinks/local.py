@@ -179,8 +179,8 @@ class LocalIndex:
                 _remove(db, source_id, doc_ids)
             # Kept row ids go back first: a new row takes the highest row id + 1, which
             # may be the id of a kept row removed above (found by tests/test_model_check.py).
-            for key in sorted(latest, key=lambda key: rows[key]["id"] is None):
-                _insert(db, latest[key], rows[key])
+            order = sorted(latest, key=lambda key: rows[key]["id"] is None)
+            _insert(db, [latest[key] for key in order], [rows[key] for key in order])
 
     def delete(self, run: RunInfo, doc_ids: list[int]) -> None:
         with self._transaction() as db:
@@ -417,23 +417,33 @@ _INSERT = (
 )
 
 
-def _insert(db: sqlite3.Connection, doc: IndexedDocument, row: dict[str, Any]) -> None:
-    rowid = db.execute(_INSERT, row).lastrowid
-    db.execute(
-        "INSERT INTO documents_fts (rowid, title, text, keywords, cjk) VALUES (?, ?, ?, ?, ?)",
-        (rowid, row["title"], row["text"], row["keywords"], row["cjk"]),
-    )
-    ident = (doc.source_id, doc.doc_id)
+def _insert(
+    db: sqlite3.Connection, docs: list[IndexedDocument], rows: list[dict[str, Any]]
+) -> None:
+    """Insert the documents with their search and access rows, a statement per table."""
+    new = [row for row in rows if row["id"] is None]
+    db.executemany(_INSERT, [row for row in rows if row["id"] is not None])
+    if new:
+        # Row ids come in order: the new rows take the ids after the highest one there is.
+        first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM documents").fetchone()[0]
+        for offset, row in enumerate(new):
+            row["id"] = first + offset
+        db.executemany(_INSERT, new)
     db.executemany(
-        "INSERT OR IGNORE INTO doc_tags VALUES (?, ?, ?)", [(*ident, fold(t)) for t in doc.tags]
+        "INSERT INTO documents_fts (rowid, title, text, keywords, cjk) VALUES (?, ?, ?, ?, ?)",
+        [(row["id"], row["title"], row["text"], row["keywords"], row["cjk"]) for row in rows],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO doc_tags VALUES (?, ?, ?)",
+        [(doc.source_id, doc.doc_id, fold(tag)) for doc in docs for tag in doc.tags],
     )
     db.executemany(
         "INSERT OR IGNORE INTO doc_users VALUES (?, ?, ?)",
-        [(*ident, _email(user)) for user in doc.access.users],
+        [(doc.source_id, doc.doc_id, _email(user)) for doc in docs for user in doc.access.users],
     )
     db.executemany(
         "INSERT OR IGNORE INTO doc_groups VALUES (?, ?, ?)",
-        [(*ident, group) for group in doc.access.groups],
+        [(doc.source_id, doc.doc_id, group) for doc in docs for group in doc.access.groups],
     )
 
 
