@@ -3,9 +3,10 @@
 A plan reduces every listed document to its id, light fingerprint, modified time and
 documentlink targets (`Listing`). With nothing changed, most of that work repeats what
 the last committed run already worked out, so the plan also writes a `ListingMemo`: per
-page of the listing, a digest of the rows' bytes with the ids and links they held. The
-next plan skips decoding a page whose bytes are the same, taking its documents as they
-are in the sink. The memo is trusted only when the checkpoint names it (see `plan_run`).
+page of the listing, a digest of the rows' bytes with the ids, raw light digests and links
+they held. The next plan skips decoding a page whose bytes are the same: a document whose
+stored fingerprint starts with the remembered raw digest is as the sink holds it. The memo
+is trusted only when the checkpoint names it (see `plan_run`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 from array import array
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,10 +26,11 @@ from tasks.sinks.base import StoredState
 from tasks.snapshot import LookupSnapshot
 
 DIGEST_BYTES = 48  # of a light fingerprint (see `tasks.render.light_fingerprint`)
-# The modified time of a document whose page is as the last committed run listed it:
-# before any watermark, so only a changed fingerprint or a changed link target fetches it.
+# The modified time of a document whose page is as the last committed run listed it and
+# whose stored fingerprint has that row's raw digest: before any watermark, so only a
+# changed link target fetches it.
 SETTLED = -math.inf
-MEMO_VERSION = 1
+MEMO_VERSION = 2
 
 
 class Listing:
@@ -75,45 +77,49 @@ class Listing:
 class ListingMemo:
     """Per page of the listing (by `LightPage.key`): its rows' digest, ids and links.
 
-    Kept in Redis between runs (ids as ranges, links only where there are some: about
-    4 bytes per document at 100,000); `digest()` of the blob is what the checkpoint commits.
-    While a listing is read it holds digests and id ranges only: the links are the
-    listing's, joined in by `dumps`.
+    Kept in Redis between runs: ids as ranges, each row's raw light digest (32 hex digits,
+    `tasks.render.raw_light_digest`) in one string, links only where there are some; about
+    35 bytes per document. `digest()` of the blob is what the checkpoint commits. While a
+    listing is read it holds no links: they are the listing's, joined in by `dumps`.
     """
 
     def __init__(self) -> None:
-        # key -> (rows digest, id ranges, {doc id: linked ids}; empty until loaded)
-        self.pages: dict[str, tuple[str, list[list[int]], dict[str, list[int]]]] = {}
+        # key -> (rows digest, id ranges, raw digests, {doc id: linked ids}, once loaded)
+        self.pages: dict[str, tuple[str, list[list[int]], str, dict[str, list[int]]]] = {}
         self.whole = True  # False once a page could not be remembered (a re-read)
         self.recalled_pages = 0  # of this listing, taken from the last committed memo
 
-    def remember(self, page: LightPage, ids: Sequence[int]) -> None:
+    def remember(self, page: LightPage, ids: Sequence[int], raws: str) -> None:
         if page.key is None or page.rows_digest is None:
             self.whole = False
             return
-        self.pages[page.key] = (page.rows_digest, to_ranges(ids), {})
+        self.pages[page.key] = (page.rows_digest, to_ranges(ids), raws, {})
 
-    def recall(self, page: LightPage) -> tuple[list[int], dict[int, tuple[int, ...]]] | None:
-        """The ids and links of the page, when its rows are the bytes remembered."""
+    def recall(self, page: LightPage) -> Recalled | None:
+        """The ids, raw digests and links of the page, when its rows are the bytes
+        remembered."""
         if page.key is None or page.rows_digest is None:
             return None
         kept = self.pages.get(page.key)
         if kept is None or kept[0] != page.rows_digest:
             return None
         ids = [doc_id for first, last in kept[1] for doc_id in range(first, last + 1)]
-        return ids, {int(doc_id): tuple(linked) for doc_id, linked in kept[2].items()}
+        if len(kept[2]) != len(ids) * RAW_DIGEST_CHARS:
+            return None
+        links = {int(doc_id): tuple(linked) for doc_id, linked in kept[3].items()}
+        return Recalled(ids, kept[2], links)
 
     def dumps(self, links: dict[int, tuple[int, ...]]) -> bytes:
         """The memo with the links of its pages' documents, as Redis keeps it."""
         pages = {}
-        for key, (rows_digest, ranges, _) in self.pages.items():
+        for key, (rows_digest, ranges, raws, _) in self.pages.items():
             linked = {
                 str(doc_id): list(links[doc_id])
                 for first, last in ranges
                 for doc_id in range(first, last + 1)
                 if doc_id in links
             }
-            pages[key] = (rows_digest, ranges, linked)
+            pages[key] = (rows_digest, ranges, raws, linked)
         return orjson.dumps({"version": MEMO_VERSION, "pages": pages})
 
     @classmethod
@@ -124,8 +130,8 @@ class ListingMemo:
             memo = cls()
             if data["version"] != MEMO_VERSION:
                 return None
-            for key, (rows_digest, ranges, linked) in data["pages"].items():
-                memo.pages[str(key)] = (str(rows_digest), ranges, linked)
+            for key, (rows_digest, ranges, raws, linked) in data["pages"].items():
+                memo.pages[str(key)] = (str(rows_digest), ranges, str(raws), linked)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
         return memo
@@ -149,51 +155,55 @@ def list_documents(
     The rows of a page are dropped once reduced, so the scheduler's memory grows with the
     number of ids, not with the listing (DESIGN.md invariant 8). A document in `unchanged`
     whose raw light values are the same keeps its stored fingerprint without resolving its
-    names again; a page `recalled` byte for byte is not decoded at all, its documents keep
-    their stored fingerprints (`unchanged` must then hold every one of them). Without
-    `needs_fingerprints` (a full run fetches every document anyway) none is worked out.
+    names again; a page `recalled` byte for byte is not decoded at all when every one of
+    its documents is in `unchanged` with that raw digest: they keep their stored
+    fingerprints. Without `needs_fingerprints` (a full run fetches every document anyway)
+    no fingerprint is worked out, only the raw digests the memo keeps.
     """
     listing, memo = Listing(fingerprints=needs_fingerprints), ListingMemo()
     held = unchanged or {}
 
-    def fingerprint(doc_id: int, doc: dict[str, Any]) -> str | None:
+    def fingerprint(doc_id: int, doc: dict[str, Any], raw: str) -> str | None:
         if not needs_fingerprints:
             return None
         state = held.get(doc_id)
-        if state is not None and state.light_fingerprint[:RAW_DIGEST_CHARS] == raw_light_digest(
-            doc
-        ):
+        if state is not None and state.light_fingerprint[:RAW_DIGEST_CHARS] == raw:
             return state.light_fingerprint
         return light_fingerprint(doc, snapshot)
 
-    def settle(ids: list[int], links: dict[int, tuple[int, ...]]) -> bool:
+    def settle(known: Recalled) -> bool:
         """Take a recalled page's documents as the sink holds them; False if it cannot."""
         if needs_fingerprints:
-            states = [held.get(doc_id) for doc_id in ids]
-            if any(state is None for state in states):
-                return False  # the sink lacks one: read the page after all
-            for doc_id, state in zip(ids, states, strict=True):
+            states = [held.get(doc_id) for doc_id in known.ids]
+            for n, state in enumerate(states):
+                raw = known.raws[n * RAW_DIGEST_CHARS : (n + 1) * RAW_DIGEST_CHARS]
+                if state is None or state.light_fingerprint[:RAW_DIGEST_CHARS] != raw:
+                    return False  # the sink lacks it or holds another state: read the page
+            for doc_id, state in zip(known.ids, states, strict=True):
                 assert state is not None
                 listing.add(doc_id, state.light_fingerprint, SETTLED)
         else:
-            for doc_id in ids:
+            for doc_id in known.ids:
                 listing.add(doc_id, None, SETTLED)
-        listing.links.update(links)
+        listing.links.update(known.links)
         return True
 
     def take(page: LightPage) -> list[int]:
         known = recalled.recall(page) if recalled is not None else None
-        if known is not None and settle(*known):
-            memo.remember(page, known[0])
+        if known is not None and settle(known):
+            memo.remember(page, known.ids, known.raws)
             memo.recalled_pages += 1
-            return known[0]
+            return known.ids
         ids = page.ids()
+        raws = []
         for doc_id, doc in zip(ids, page.rows(), strict=True):
-            listing.add(doc_id, fingerprint(doc_id, doc), moment(doc.get("modified")))
+            raw = raw_light_digest(doc)
+            raws.append(raw)
+            listing.add(doc_id, fingerprint(doc_id, doc, raw), moment(doc.get("modified")))
             linked = _links(doc, snapshot)
             if linked:
                 listing.links[doc_id] = linked
-        memo.remember(page, ids)
+        memo.remember(page, ids, "".join(raws))
         return ids
 
     def discard() -> None:
@@ -202,6 +212,14 @@ def list_documents(
 
     listing.server_time = client.read_light(take, discard=discard)
     return listing, memo
+
+
+class Recalled(NamedTuple):
+    """What the memo says of a page: its ids, their raw digests (one string) and links."""
+
+    ids: list[int]
+    raws: str
+    links: dict[int, tuple[int, ...]]
 
 
 def _links(doc: dict[str, Any], snapshot: LookupSnapshot) -> tuple[int, ...]:

@@ -112,6 +112,23 @@ def test_a_recalled_page_is_read_when_the_sink_lacks_one_of_its_documents(
     assert targets(again, last.stored) == [lost]
 
 
+def test_a_recalled_page_is_read_when_the_sink_holds_another_state_of_a_document(
+    client: PaperlessClient, decoded: list[str | None]
+) -> None:
+    """A share changed while the last run fetched, then undone: the listing's bytes are
+    those of the memo again, but the sink holds the document as it was in between."""
+    last = Committed(client)
+    ids = sorted(last.stored)
+    between = ids[PAGE * 3 + 2]  # on the fourth page
+    last.stored[between] = last.stored[ids[0]]  # another document's light values
+    decoded.clear()
+
+    again, _ = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
+
+    assert decoded == [f"{PAGE}:4"]
+    assert targets(again, last.stored) == [between]
+
+
 def test_a_document_added_at_the_end_leaves_the_pages_before_it_recalled(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
