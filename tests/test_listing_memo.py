@@ -6,6 +6,7 @@ Plain functions against the Paperless-ngx double (200 documents, listing pages o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,5 +160,6 @@ def test_a_full_run_recalls_pages_without_any_stored_state(
 def test_a_memo_that_is_not_one_is_no_memo() -> None:
     assert ListingMemo.loads(b"not json") is None
     assert ListingMemo.loads(b'{"version": 0, "pages": {}}') is None
-    assert ListingMemo.loads(b'{"version": 1, "pages": {"40:1": ["x"]}}') is None
+    malformed = {"version": listing.MEMO_VERSION, "pages": {"40:1": ["x"]}}
+    assert ListingMemo.loads(json.dumps(malformed).encode()) is None
     assert ListingMemo.loads(ListingMemo().dumps({})) is not None
