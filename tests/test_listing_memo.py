@@ -63,6 +63,16 @@ class Committed:
         assert recalled is not None
         self.memo = recalled
 
+    def list_again(
+        self, client: PaperlessClient, decoded: list[str | None], *, full: bool = False
+    ) -> tuple[listing.Listing, ListingMemo]:
+        """The next plan's listing with this memo (a full run's: without stored states)."""
+        decoded.clear()
+        stored = None if full else self.stored
+        return listing.list_documents(
+            client, self.snapshot, stored, needs_fingerprints=not full, recalled=self.memo
+        )
+
 
 def targets(listed: listing.Listing, stored: dict[int, StoredState]) -> list[int]:
     chosen = pipeline.choose_targets("incremental", listed.entries(), stored, WATERMARK)
@@ -73,9 +83,8 @@ def test_with_nothing_changed_no_page_is_decoded_and_nothing_is_chosen(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
     last = Committed(client)
-    decoded.clear()
 
-    again, kept = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
+    again, kept = last.list_again(client, decoded)
 
     assert decoded == []
     assert list(again.ids) == sorted(paperless.corpus.documents)
@@ -90,9 +99,8 @@ def test_only_the_page_whose_bytes_changed_is_decoded_and_its_change_is_chosen(
     last = Committed(client)
     edited = sorted(last.stored)[PAGE * 2 + 5]  # on the third page
     paperless.set_permissions([edited], owner=2, view_users=[3])  # `modified` stays
-    decoded.clear()
 
-    again, kept = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
+    again, kept = last.list_again(client, decoded)
 
     assert decoded == [f"{PAGE}:3"]
     assert targets(again, last.stored) == [edited]
@@ -105,9 +113,8 @@ def test_a_recalled_page_is_read_when_the_sink_lacks_one_of_its_documents(
     last = Committed(client)
     lost = sorted(last.stored)[PAGE + 1]  # on the second page
     del last.stored[lost]
-    decoded.clear()
 
-    again, _ = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
+    again, _ = last.list_again(client, decoded)
 
     assert decoded == [f"{PAGE}:2"]
     assert targets(again, last.stored) == [lost]
@@ -122,9 +129,8 @@ def test_a_recalled_page_is_read_when_the_sink_holds_another_state_of_a_document
     ids = sorted(last.stored)
     between = ids[PAGE * 3 + 2]  # on the fourth page
     last.stored[between] = last.stored[ids[0]]  # another document's light values
-    decoded.clear()
 
-    again, _ = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
+    again, _ = last.list_again(client, decoded)
 
     assert decoded == [f"{PAGE}:4"]
     assert targets(again, last.stored) == [between]
@@ -135,9 +141,8 @@ def test_a_document_added_at_the_end_leaves_the_pages_before_it_recalled(
 ) -> None:
     last = Committed(client)
     added = paperless.add_document("Neu eingegangen").id
-    decoded.clear()
 
-    again, _ = listing.list_documents(client, last.snapshot, last.stored, recalled=last.memo)
+    again, _ = last.list_again(client, decoded)
 
     # The count in each page's head changed, its rows did not; the new one is on page 6.
     assert decoded == [f"{PAGE}:6"]
@@ -148,11 +153,8 @@ def test_a_full_run_recalls_pages_without_any_stored_state(
     client: PaperlessClient, paperless: PaperlessDouble, decoded: list[str | None]
 ) -> None:
     last = Committed(client)
-    decoded.clear()
 
-    again, _ = listing.list_documents(
-        client, last.snapshot, needs_fingerprints=False, recalled=last.memo
-    )
+    again, _ = last.list_again(client, decoded, full=True)
 
     assert decoded == [] and list(again.ids) == sorted(paperless.corpus.documents)
 

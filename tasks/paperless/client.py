@@ -58,9 +58,9 @@ LOOKUPS = (
     "groups",
 )
 MAX_PAGE_SIZE = 100_000
-# A page of the light listing is ~1 MB of JSON and ~5 MB decoded; the planner holds at most
-# LIGHT_PARALLEL + 1 of them at once. Smaller pages keep it near its 10,000-document peak
-# at 100,000 (40 requests, then: about as fast, the decoding and hashing dominate).
+# A page of the light listing is ~1 MB of JSON and ~5 MB decoded. At most LIGHT_PARALLEL
+# pages are in flight as bytes and one is decoded at a time (by the planner, and only when
+# it has to): smaller pages keep it near its 10,000-document peak at 100,000 (40 requests).
 LIGHT_PAGE_SIZE = 2_500
 LIGHT_PARALLEL = 4
 MAX_GAP_CHECK = 500  # ids between pages worth asking about (in one URL); more: read again
